@@ -1,0 +1,63 @@
+// Opens the shim library once, on first use, with a plain error when it is missing.
+import { existsSync } from "node:fs";
+import { SHIM_PATH } from "./build.ts";
+import { SYMBOLS } from "./symbols.ts";
+
+/** An error raised by libtorch or by the binding's own checks. */
+export class TorchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TorchError";
+  }
+}
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let lib: Lib | null = null;
+
+/** Where the shim is loaded from: $LAB_TORCH_SHIM, else ffi/build/. */
+export function shimPath(): string {
+  return Deno.env.get("LAB_TORCH_SHIM") ?? SHIM_PATH;
+}
+
+/** The loaded shim's symbols. */
+export function L(): Lib {
+  if (lib) return lib;
+  const path = shimPath();
+  if (!existsSync(path)) {
+    throw new TorchError(
+      `the libtorch shim is not built (${path} is missing). Run: deno task setup`,
+    );
+  }
+  try {
+    lib = Deno.dlopen(path, SYMBOLS).symbols;
+  } catch (e) {
+    throw new TorchError(
+      `could not load the libtorch shim ${path}: ${(e as Error).message}. ` +
+        "Is libtorch installed (sudo apt-get install -y libtorch-dev) or LIBTORCH set? " +
+        "Then rebuild with: deno task setup --force",
+    );
+  }
+  const cores = navigator.hardwareConcurrency || 1;
+  const wanted = Number(Deno.env.get("LAB_THREADS") ?? cores);
+  // Debian's libtorch starts with one thread; use the machine.
+  lib.lt_set_num_threads(wanted > 0 ? wanted : cores);
+  return lib;
+}
+
+/** The message libtorch left for the current thread. */
+export function lastError(global = false): string {
+  const p = global ? L().lt_last_error_global() : L().lt_last_error();
+  return p ? Deno.UnsafePointerView.getCString(p) : "unknown error";
+}
+
+/** Throws a TorchError with the shim's last message when `ptr` is null. */
+export function check(ptr: Deno.PointerValue, what: string): Deno.PointerObject {
+  if (ptr === null) throw new TorchError(`${what}: ${lastError()}`);
+  return ptr;
+}
+
+/** Throws a TorchError when a status code is negative. */
+export function checkStatus(code: number, what: string): number {
+  if (code < 0) throw new TorchError(`${what}: ${lastError()}`);
+  return code;
+}

@@ -1,0 +1,2 @@
+// LLM Efficiency Lab: the public API.
+export * as torch from "./ffi/mod.ts";

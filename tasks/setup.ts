@@ -1,0 +1,100 @@
+// `deno task setup`: checks system needs, installs them where allowed, builds the shim.
+import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { ensureShim } from "../ffi/build.ts";
+import { DEBIAN_PACKAGES, locateLibtorch } from "../ffi/libtorch_locate.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    quiet: { type: "boolean", default: false },
+    force: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`deno task setup [--force] [--quiet]
+
+Finds libtorch ($LIBTORCH first, else Debian's libtorch-dev), installs
+${DEBIAN_PACKAGES.join(" ")} when missing and running as root on Debian/Ubuntu,
+warns when the reference BLAS would be used, and builds ffi/shim.cpp into ffi/build/.`);
+  Deno.exit(0);
+}
+
+const log = (s: string) => {
+  if (!values.quiet) console.error(s);
+};
+
+function isRoot(): boolean {
+  return Deno.uid?.() === 0;
+}
+
+function isDebianLike(): boolean {
+  return existsSync("/etc/debian_version") && existsSync("/usr/bin/apt-get");
+}
+
+async function aptInstall(pkgs: string[]): Promise<boolean> {
+  console.error(`installing ${pkgs.join(" ")} with apt-get…`);
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const update = await new Deno.Command("apt-get", { args: ["update", "-qq"], env }).output();
+  if (!update.success) return false;
+  const install = await new Deno.Command("apt-get", {
+    args: ["install", "-y", "-qq", ...pkgs],
+    env,
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  return install.success;
+}
+
+function openblasPresent(): boolean {
+  return ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"].some((d) =>
+    existsSync(`${d}/openblas-pthread/libblas.so.3`)
+  );
+}
+
+async function main(): Promise<number> {
+  let lt;
+  try {
+    lt = locateLibtorch();
+  } catch (e) {
+    console.error((e as Error).message);
+    return 1;
+  }
+  const missing = !lt || (lt.source === "debian" && !openblasPresent());
+  if (missing && !Deno.env.get("LIBTORCH")) {
+    const pkgs = !lt ? DEBIAN_PACKAGES : ["libopenblas0-pthread"];
+    if (isRoot() && isDebianLike()) {
+      if (!(await aptInstall(pkgs))) {
+        console.error(`apt-get install ${pkgs.join(" ")} failed; see the output above.`);
+        return 1;
+      }
+      lt = locateLibtorch();
+    } else {
+      console.error(
+        `missing system packages. Run:\n  sudo apt-get update && sudo apt-get install -y ${
+          pkgs.join(" ")
+        }\nor set LIBTORCH to a libtorch folder, then run: deno task setup`,
+      );
+      if (!lt) return 1;
+    }
+  }
+  if (lt?.source === "debian" && !openblasPresent()) {
+    console.error(
+      "\n!!! WARNING: libtorch will use the reference BLAS: matrix products run ~34x slower.\n" +
+        "!!! Install OpenBLAS: sudo apt-get install -y libopenblas0-pthread\n",
+    );
+  }
+  try {
+    const r = await ensureShim({ force: values.force, log });
+    if (r.rebuilt) log(`built ${r.path} in ${r.seconds.toFixed(1)} s`);
+    else log(`shim up to date: ${r.path}`);
+  } catch (e) {
+    console.error((e as Error).message);
+    return 1;
+  }
+  return 0;
+}
+
+Deno.exit(await main());
