@@ -12,7 +12,13 @@ export const BUILD_DIR = join(FFI_DIR, "build");
 /** Path of the built shared library. */
 export const SHIM_PATH = join(BUILD_DIR, "liblab_torch.so");
 const STAMP_PATH = join(BUILD_DIR, "stamp.json");
-const SOURCES = ["shim.cpp", "shim.h"];
+// Every C++ source and header in ffi/ is part of the shim.
+function sources(): string[] {
+  return [...Deno.readDirSync(FFI_DIR)]
+    .map((e) => e.name)
+    .filter((n) => /\.(cpp|h)$/.test(n))
+    .sort();
+}
 
 /** What a build decided and where the library is. */
 export interface BuildResult {
@@ -43,7 +49,8 @@ async function compilerArgs(lt: Libtorch): Promise<string[]> {
   if (lt.cuda) {
     args.push("-DLT_WITH_CUDA", ...cudaIncludeDirs().map((d) => `-I${d}`));
   }
-  args.push(join(FFI_DIR, "shim.cpp"), "-o", "OUT");
+  args.push(...sources().filter((f) => f.endsWith(".cpp")).map((f) => join(FFI_DIR, f)));
+  args.push("-o", "OUT");
   // --no-as-needed keeps libtorch_cuda loaded: it registers the CUDA kernels.
   args.push("-Wl,--no-as-needed", "-ltorch", "-ltorch_cpu", "-lc10");
   if (lt.cuda) args.push("-ltorch_cuda", "-lc10_cuda");
@@ -64,7 +71,7 @@ export async function ensureShim(opts: { force?: boolean; log?: (s: string) => v
   if (!lt) throw new Error(missingLibtorchMessage());
   const args = await compilerArgs(lt);
   const hash = createHash("sha256");
-  for (const f of SOURCES) hash.update(readFileSync(join(FFI_DIR, f)));
+  for (const f of sources()) hash.update(readFileSync(join(FFI_DIR, f)));
   hash.update(JSON.stringify(args));
   hash.update(libtorchIdentity(lt));
   const digest = hash.digest("hex");

@@ -1,4 +1,6 @@
 // Deno FFI signatures of the shim's C entry points (see shim.h).
+import { MODEL_SYMBOLS } from "./symbols_models.ts";
+import { QUANT_SYMBOLS } from "./symbols_quant.ts";
 const P = "pointer" as const;
 const B = "buffer" as const;
 const I32 = "i32" as const;
@@ -7,8 +9,8 @@ const F64 = "f64" as const;
 const U64 = "u64" as const;
 const V = "void" as const;
 
-/** The shim's symbol table for Deno.dlopen. */
-export const SYMBOLS = {
+/** The core entry points of shim.cpp. */
+const CORE_SYMBOLS = {
   lt_last_error: { parameters: [], result: P },
   lt_last_error_global: { parameters: [], result: P },
   lt_version: { parameters: [], result: P },
@@ -83,3 +85,6 @@ export const SYMBOLS = {
   lt_cuda_memory: { parameters: [I32, B], result: I32 },
   lt_cuda_reset_peak: { parameters: [I32], result: I32 },
 } as const;
+
+/** The shim's symbol table for Deno.dlopen: core ops plus fused fast paths. */
+export const SYMBOLS = { ...CORE_SYMBOLS, ...MODEL_SYMBOLS, ...QUANT_SYMBOLS } as const;
