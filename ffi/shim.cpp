@@ -93,6 +93,9 @@ extern "C" {
 
 const char* lt_last_error(void) { return t_error.c_str(); }
 
+// For the other ffi/*.cpp files: records a failure message.
+void lt_set_error(const char* msg) { set_error(msg ? msg : "unknown error"); }
+
 const char* lt_last_error_global(void) {
   std::lock_guard<std::mutex> lock(g_error_mutex);
   t_error = g_error;

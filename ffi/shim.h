@@ -16,6 +16,7 @@ typedef void* lt_optim;
 
 const char* lt_last_error(void);
 const char* lt_last_error_global(void);
+void lt_set_error(const char* msg);
 const char* lt_version(void);
 int32_t lt_has_cuda_build(void);
 void lt_set_num_threads(int32_t n);
