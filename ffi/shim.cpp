@@ -424,9 +424,11 @@ lt_tensor lt_linear(lt_tensor x, lt_tensor w, lt_tensor b) {
 
 lt_tensor lt_rms_norm(lt_tensor hx, lt_tensor hw, double eps) {
   LT_BEGIN
-  // As Hugging Face's LlamaRMSNorm: statistics in float32, scale in the input dtype.
+  // As Hugging Face's LlamaRMSNorm: statistics in (at least) float32, scale in
+  // the input dtype.
   const at::Tensor& x = T(hx);
-  at::Tensor xf = x.to(at::kFloat);
+  bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  at::Tensor xf = half ? x.to(at::kFloat) : x;
   at::Tensor y = (xf * at::rsqrt(xf.pow(2).mean({-1}, true) + eps)).to(x.scalar_type());
   if (hw != nullptr) y = T(hw) * y;
   return wrap(y);

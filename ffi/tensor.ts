@@ -191,6 +191,14 @@ export class Tensor {
     }
   }
 
+  /** Elements as a flat array of numbers, in row-major order. */
+  values(): number[] {
+    const d = this.data();
+    const out = new Array<number>(d.length);
+    for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+    return out;
+  }
+
   /** Elements as nested arrays of numbers (booleans for bool). */
   toArray(): Nested {
     const flat = this.data();

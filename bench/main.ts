@@ -1,0 +1,22 @@
+// `deno task bench <name> [args]`: runs one benchmark, which prints ratios against a baseline.
+const BENCHES: Record<string, { file: string; what: string }> = {
+  ffi: { file: "./ffi.ts", what: "per-op overhead and a large matmul vs Python eager" },
+  decode: { file: "./decode.ts", what: "prefill/decode tokens/s vs a PyTorch-eager forward" },
+  runner: { file: "./runner.ts", what: "planning and cached runs of a 1,000-node sweep" },
+};
+
+const [name, ...rest] = Deno.args;
+const entry = name ? BENCHES[name] : undefined;
+if (!entry) {
+  console.log("usage: deno task bench <name> [args]\n\nbenchmarks:");
+  for (const [k, v] of Object.entries(BENCHES)) console.log(`  ${k.padEnd(8)} ${v.what}`);
+  Deno.exit(name ? 1 : 0);
+}
+let mod: { main(args: string[]): Promise<void> };
+try {
+  mod = await import(entry.file);
+} catch (e) {
+  console.error(`benchmark '${name}' is not available: ${(e as Error).message}`);
+  Deno.exit(1);
+}
+await mod.main(rest);
