@@ -1,0 +1,80 @@
+// A preallocated key/value cache: one [batch, kvHeads, capacity, headDim]
+// buffer per layer, filled in place as tokens arrive.
+import { type DType, ITEM_SIZE, type Tensor, zeros } from "../ffi/mod.ts";
+import type { ModelConfig } from "./config.ts";
+
+/** Sizes of a cache. */
+export interface KVCacheOptions {
+  batch: number;
+  /** Maximum number of positions (prompt plus new tokens). */
+  capacity: number;
+  dtype: DType;
+  device?: string;
+}
+
+/** Keys and values of every layer for up to `capacity` positions. */
+export class KVCache {
+  readonly batch: number;
+  readonly capacity: number;
+  readonly keys: Tensor[];
+  readonly values: Tensor[];
+  /** Positions filled so far. */
+  length = 0;
+
+  constructor(config: ModelConfig, opts: KVCacheOptions) {
+    if (!Number.isInteger(opts.batch) || opts.batch < 1) {
+      throw new RangeError(`KVCache: batch must be a positive integer, got ${opts.batch}`);
+    }
+    if (!Number.isInteger(opts.capacity) || opts.capacity < 1) {
+      throw new RangeError(`KVCache: capacity must be a positive integer, got ${opts.capacity}`);
+    }
+    this.batch = opts.batch;
+    this.capacity = opts.capacity;
+    const shape = [opts.batch, config.numKvHeads, opts.capacity, config.headDim];
+    this.keys = [];
+    this.values = [];
+    try {
+      for (let i = 0; i < config.numLayers; i++) {
+        this.keys.push(zeros(shape, { dtype: opts.dtype, device: opts.device }));
+        this.values.push(zeros(shape, { dtype: opts.dtype, device: opts.device }));
+      }
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** Checks that `n` more positions fit. */
+  ensureRoom(n: number): void {
+    if (this.length + n > this.capacity) {
+      throw new RangeError(
+        `KV cache full: ${this.length} positions held, ${n} more requested, capacity ` +
+          `${this.capacity}. Create the cache with a larger capacity.`,
+      );
+    }
+  }
+
+  /** Forgets the cached positions (the buffers are kept). */
+  reset(): void {
+    this.length = 0;
+  }
+
+  /** Bytes of the cache buffers. */
+  bytes(): number {
+    let n = 0;
+    for (const t of [...this.keys, ...this.values]) {
+      if (!t.isDisposed) n += t.numel * ITEM_SIZE[t.dtype];
+    }
+    return n;
+  }
+
+  /** Frees the buffers. */
+  dispose(): void {
+    for (const t of this.keys) t.dispose();
+    for (const t of this.values) t.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,28 @@
+// The models folder's public surface: loading HF checkpoints, running and generating.
+export { loadModel, type LoadModelOptions } from "./load.ts";
+export { type ForwardOptions, type ForwardOutput, LlamaModel, type TokenIds } from "./llama.ts";
+export { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
+export { type SamplingOptions, samplingProbabilities, seededRandom } from "./sampling.ts";
+export { KVCache, type KVCacheOptions } from "./kv_cache.ts";
+export {
+  type Architecture,
+  ConfigError,
+  type ModelConfig,
+  parseConfig,
+  readConfig,
+  type RopeScaling,
+  SUPPORTED_ARCHITECTURES,
+} from "./config.ts";
+export {
+  CheckpointError,
+  loadSafetensors,
+  parseHeader,
+  readHeader,
+  SafetensorsFile,
+  type SafetensorsHeader,
+  saveSafetensors,
+  ShardedCheckpoint,
+  type TensorInfo,
+} from "./safetensors.ts";
+export { Linear, type LinearLayer } from "./linear.ts";
+export { type ChatMessage, loadTokenizer, TextTokenizer } from "./tokenizer.ts";
