@@ -48,3 +48,12 @@ export function setNumThreads(n: number): void {
 export function getNumThreads(): number {
   return L().lt_get_num_threads();
 }
+
+export {
+  dequantizeWeight,
+  hasFloat8,
+  QUANT_KIND,
+  quantizedLinear,
+  quantizeWeight,
+  type QuantKind,
+} from "./quant.ts";

@@ -1,0 +1,421 @@
+// Quantized-weight kernels: quantize, dequantize, and linear layers that
+// dequantize one layer's weight in a single native pass right before the
+// matrix product (no dequantized copy of the model is kept).
+//
+// Formats (kind):
+//   0 int8  symmetric per output channel: [q int8 [out,in], scale f32 [out]]
+//   1 nf4   4-bit NormalFloat, absmax per block:        see `Blockwise`
+//   2 fp4   4-bit e2m1, absmax per block:               see `Blockwise`
+//   3 int4  asymmetric per group of a row: [packed u8 [out*in/2], scale f16 [out,in/g],
+//           zero u8 [out,in/g]]
+//   4 fp8   e4m3 per output channel (libtorch >= 2.1): [q f8 [out,in], scale f32 [out]]
+// Blockwise 4-bit tensors: [packed u8 [ceil(n/2)], absmax f32 [nb]] or, with double
+// quantization, [packed, qabsmax i8 [nb], scale2 f32 [ceil(nb/block2)], offset f32 [1]].
+// Packing: element 2i in the high nibble of byte i, element 2i+1 in the low nibble.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+extern "C" void lt_set_error(const char* msg);
+
+namespace {
+
+const float NF4[16] = {-1.0f,
+                       -0.6961928009986877f,
+                       -0.5250730514526367f,
+                       -0.39491748809814453f,
+                       -0.28444138169288635f,
+                       -0.18477343022823334f,
+                       -0.09105003625154495f,
+                       0.0f,
+                       0.07958029955625534f,
+                       0.16093020141124725f,
+                       0.24611230194568634f,
+                       0.33791524171829224f,
+                       0.44070982933044434f,
+                       0.5626170039176941f,
+                       0.7229568362236023f,
+                       1.0f};
+
+// e2m1 magnitudes {0, .5, 1, 1.5, 2, 3, 4, 6} scaled to [-1, 1]; codes 8..15 are negative.
+const float FP4[16] = {0.0f,         0.5f / 6,  1.0f / 6,  1.5f / 6,  2.0f / 6,  3.0f / 6,
+                       4.0f / 6,     1.0f,      -0.0f,     -0.5f / 6, -1.0f / 6, -1.5f / 6,
+                       -2.0f / 6,    -3.0f / 6, -4.0f / 6, -1.0f};
+
+const float* code_table(int kind) {
+  if (kind == 1) return NF4;
+  if (kind == 2) return FP4;
+  throw std::invalid_argument("not a 4-bit code-book format: " + std::to_string(kind));
+}
+
+// Nearest code index for a value in [-1, 1].
+struct Nearest {
+  float sorted[16];
+  uint8_t index[16];
+  explicit Nearest(const float* table) {
+    std::vector<std::pair<float, uint8_t>> v;
+    for (int i = 0; i < 16; i++) v.push_back({table[i], static_cast<uint8_t>(i)});
+    std::stable_sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    for (int i = 0; i < 16; i++) {
+      sorted[i] = v[i].first;
+      index[i] = v[i].second;
+    }
+  }
+  uint8_t operator()(float x) const {
+    int best = 0;
+    float bd = std::fabs(x - sorted[0]);
+    for (int i = 1; i < 16; i++) {
+      float d = std::fabs(x - sorted[i]);
+      if (d < bd) {
+        bd = d;
+        best = i;
+      }
+    }
+    return index[best];
+  }
+};
+
+at::Tensor& H(void* h) {
+  if (h == nullptr) throw std::invalid_argument("null tensor handle");
+  return *static_cast<at::Tensor*>(h);
+}
+
+void* wrap(at::Tensor t) { return new at::Tensor(std::move(t)); }
+
+void expect(const at::Tensor& t, at::ScalarType st, const char* what) {
+  if (t.scalar_type() != st) {
+    throw std::invalid_argument(std::string(what) + " has dtype " +
+                                std::string(c10::toString(t.scalar_type())) + ", expected " +
+                                std::string(c10::toString(st)));
+  }
+}
+
+// ---------------------------------------------------------------- blockwise 4-bit
+
+std::vector<at::Tensor> quantize_blockwise(const at::Tensor& w, int kind, int64_t block,
+                                           int64_t block2) {
+  if (block <= 0 || block % 2) throw std::invalid_argument("block size must be a positive even number");
+  at::Tensor wf = w.detach().to(at::kFloat).contiguous().cpu();
+  const int64_t n = wf.numel();
+  const int64_t nb = (n + block - 1) / block;
+  at::Tensor packed = at::zeros({(n + 1) / 2}, at::kByte);
+  at::Tensor absmax = at::empty({nb}, at::kFloat);
+  const float* src = wf.data_ptr<float>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  float* am = absmax.data_ptr<float>();
+  Nearest nearest(code_table(kind));
+  at::parallel_for(0, nb, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t s = b * block, e = std::min(n, s + block);
+      float m = 0;
+      for (int64_t i = s; i < e; i++) m = std::max(m, std::fabs(src[i]));
+      am[b] = m;
+      const float inv = m > 0 ? 1.0f / m : 0.0f;
+      for (int64_t i = s; i < e; i++) {
+        uint8_t q = nearest(src[i] * inv);
+        uint8_t& byte = dst[i / 2];
+        byte = (i % 2 == 0) ? static_cast<uint8_t>((byte & 0x0F) | (q << 4))
+                            : static_cast<uint8_t>((byte & 0xF0) | q);
+      }
+    }
+  });
+  if (block2 <= 0) return {packed, absmax};
+  // Double quantization: absmax values, minus their mean, as int8 in blocks of block2.
+  const float offset = absmax.mean().item<float>();
+  const int64_t nb2 = (nb + block2 - 1) / block2;
+  at::Tensor q = at::empty({nb}, at::kChar);
+  at::Tensor scale2 = at::empty({nb2}, at::kFloat);
+  int8_t* qp = q.data_ptr<int8_t>();
+  float* s2 = scale2.data_ptr<float>();
+  for (int64_t b = 0; b < nb2; b++) {
+    const int64_t s = b * block2, e = std::min(nb, s + block2);
+    float m = 0;
+    for (int64_t i = s; i < e; i++) m = std::max(m, std::fabs(am[i] - offset));
+    s2[b] = m > 0 ? m / 127.0f : 1.0f;
+    for (int64_t i = s; i < e; i++) {
+      float v = std::nearbyint((am[i] - offset) / s2[b]);
+      qp[i] = static_cast<int8_t>(std::max(-127.0f, std::min(127.0f, v)));
+    }
+  }
+  return {packed, q, scale2, at::full({1}, offset, at::kFloat)};
+}
+
+// absmax per block, from f32 storage or from its double-quantized form.
+at::Tensor block_absmax(const std::vector<at::Tensor>& t, int64_t block2) {
+  if (t.size() == 2) {
+    expect(t[1], at::kFloat, "absmax");
+    return t[1].contiguous();
+  }
+  if (t.size() != 4) throw std::invalid_argument("blockwise weights need 2 or 4 tensors");
+  expect(t[1], at::kChar, "quantized absmax");
+  expect(t[2], at::kFloat, "absmax scale");
+  const int64_t nb = t[1].numel();
+  at::Tensor am = at::empty({nb}, at::kFloat);
+  const int8_t* q = t[1].contiguous().data_ptr<int8_t>();
+  at::Tensor s2c = t[2].contiguous();
+  const float* s2 = s2c.data_ptr<float>();
+  const float offset = t[3].item<float>();
+  float* out = am.data_ptr<float>();
+  for (int64_t i = 0; i < nb; i++) out[i] = q[i] * s2[i / block2] + offset;
+  return am;
+}
+
+at::Tensor dequantize_blockwise(const std::vector<at::Tensor>& t, int kind, int64_t n,
+                                int64_t block, int64_t block2) {
+  const at::Tensor& packed = t[0];
+  expect(packed, at::kByte, "packed weights");
+  if (packed.numel() * 2 < n) throw std::invalid_argument("packed weights are too short");
+  at::Tensor am = block_absmax(t, block2);
+  if (am.numel() * block < n) throw std::invalid_argument("absmax has too few blocks");
+  at::Tensor out = at::empty({n}, at::kFloat);
+  const uint8_t* src = packed.contiguous().data_ptr<uint8_t>();
+  const float* amp = am.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const float* table = code_table(kind);
+  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const uint8_t byte = src[p];
+      const int64_t i = 2 * p;
+      dst[i] = table[byte >> 4] * amp[i / block];
+      if (i + 1 < n) dst[i + 1] = table[byte & 0x0F] * amp[(i + 1) / block];
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- int4 group-wise
+
+std::vector<at::Tensor> quantize_int4(const at::Tensor& w, int64_t group) {
+  if (w.dim() != 2) throw std::invalid_argument("int4 quantization needs a 2-D weight");
+  const int64_t rows = w.size(0), cols = w.size(1);
+  if (group <= 0 || cols % group || group % 2) {
+    throw std::invalid_argument("int4: in_features " + std::to_string(cols) +
+                                " is not a multiple of the group size " + std::to_string(group));
+  }
+  at::Tensor wf = w.detach().to(at::kFloat).contiguous().cpu();
+  const int64_t ng = cols / group;
+  at::Tensor packed = at::empty({rows * cols / 2}, at::kByte);
+  at::Tensor scale = at::empty({rows, ng}, at::kHalf);
+  at::Tensor zero = at::empty({rows, ng}, at::kByte);
+  const float* src = wf.data_ptr<float>();
+  uint8_t* dst = packed.data_ptr<uint8_t>();
+  at::Half* sc = scale.data_ptr<at::Half>();
+  uint8_t* zp = zero.data_ptr<uint8_t>();
+  at::parallel_for(0, rows * ng, 16, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      const float* x = src + g * group;  // groups are contiguous along a row
+      float mn = x[0], mx = x[0];
+      for (int64_t i = 1; i < group; i++) {
+        mn = std::min(mn, x[i]);
+        mx = std::max(mx, x[i]);
+      }
+      mn = std::min(mn, 0.0f);
+      mx = std::max(mx, 0.0f);
+      // Quantize with the scale as stored (float16), so dequantization matches.
+      const float s = static_cast<float>(at::Half(mx > mn ? (mx - mn) / 15.0f : 1.0f));
+      const float z = std::max(0.0f, std::min(15.0f, std::nearbyint(-mn / s)));
+      sc[g] = at::Half(s);
+      zp[g] = static_cast<uint8_t>(z);
+      for (int64_t i = 0; i < group; i += 2) {
+        auto q = [&](float v) {
+          return static_cast<uint8_t>(std::max(0.0f, std::min(15.0f, std::nearbyint(v / s) + z)));
+        };
+        dst[(g * group + i) / 2] = static_cast<uint8_t>((q(x[i]) << 4) | q(x[i + 1]));
+      }
+    }
+  });
+  return {packed, scale, zero};
+}
+
+at::Tensor dequantize_int4(const std::vector<at::Tensor>& t, int64_t rows, int64_t cols,
+                           int64_t group) {
+  if (t.size() != 3) throw std::invalid_argument("int4 weights need 3 tensors");
+  expect(t[0], at::kByte, "packed weights");
+  expect(t[1], at::kHalf, "int4 scales");
+  expect(t[2], at::kByte, "int4 zero points");
+  if (cols % group) throw std::invalid_argument("int4: in_features not a multiple of group");
+  if (t[0].numel() * 2 != rows * cols) throw std::invalid_argument("int4: packed size mismatch");
+  at::Tensor out = at::empty({rows, cols}, at::kFloat);
+  const uint8_t* src = t[0].contiguous().data_ptr<uint8_t>();
+  at::Tensor scf = t[1].to(at::kFloat).contiguous();
+  const float* sc = scf.data_ptr<float>();
+  const uint8_t* zp = t[2].contiguous().data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  const int64_t ng = rows * cols / group;
+  at::parallel_for(0, ng, 64, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      const float s = sc[g], z = zp[g];
+      const int64_t base = g * group;
+      for (int64_t i = 0; i < group; i += 2) {
+        const uint8_t byte = src[(base + i) / 2];
+        dst[base + i] = ((byte >> 4) - z) * s;
+        dst[base + i + 1] = ((byte & 0x0F) - z) * s;
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- any device
+
+// The same dequantization composed from tensor ops: runs where the weights are
+// (CUDA included) and serves as the reference the native loops are tested against.
+at::Tensor unpack_nibbles(const at::Tensor& packed) {
+  auto p = packed.to(at::kLong);
+  return at::stack({at::bitwise_right_shift(p, 4), at::bitwise_and(p, 15)}, 1).flatten();
+}
+
+at::Tensor dequantize_ops(int kind, const std::vector<at::Tensor>& t, const int64_t* p) {
+  const int64_t rows = p[0], cols = p[1], n = rows * cols;
+  auto dev = t[0].device();
+  if (kind == 1 || kind == 2) {
+    auto table = at::from_blob(const_cast<float*>(code_table(kind)), {16}, at::kFloat).to(dev);
+    auto vals = table.index_select(0, unpack_nibbles(t[0])).narrow(0, 0, n);
+    at::Tensor am;
+    if (t.size() == 2) {
+      am = t[1].to(at::kFloat);
+    } else {
+      am = t[1].to(at::kFloat) * t[2].to(at::kFloat).repeat_interleave(p[3]).narrow(0, 0, t[1].numel()) +
+           t[3].to(at::kFloat);
+    }
+    return (vals * am.repeat_interleave(p[2]).narrow(0, 0, n)).view({rows, cols});
+  }
+  if (kind == 3) {
+    const int64_t g = p[2];
+    auto q = unpack_nibbles(t[0]).to(at::kFloat).view({rows, cols / g, g});
+    auto z = t[2].to(at::kFloat).unsqueeze(2);
+    auto sc = t[1].to(at::kFloat).unsqueeze(2);
+    return ((q - z) * sc).view({rows, cols});
+  }
+  return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
+}
+
+// ---------------------------------------------------------------- dispatch
+
+// params: [out_features, in_features, block (or group), block2]
+at::Tensor dequantize(int kind, const std::vector<at::Tensor>& t, const int64_t* p) {
+  const int64_t rows = p[0], cols = p[1];
+  if (t.empty()) throw std::invalid_argument("no quantized tensors given");
+  if (!t[0].is_cpu()) return dequantize_ops(kind, t, p);
+  switch (kind) {
+    case 0: {
+      expect(t.at(0), at::kChar, "int8 weights");
+      return t[0].to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
+    }
+    case 1:
+    case 2:
+      return dequantize_blockwise(t, kind, rows * cols, p[2], p[3]).view({rows, cols});
+    case 3:
+      return dequantize_int4(t, rows, cols, p[2]);
+    case 4:
+      return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
+  }
+  throw std::invalid_argument("unknown quantization kind " + std::to_string(kind));
+}
+
+std::vector<at::Tensor> handles(void* const* hs, int32_t n) {
+  std::vector<at::Tensor> v;
+  for (int32_t i = 0; i < n; i++) v.push_back(H(hs[i]));
+  return v;
+}
+
+}  // namespace
+
+#define LQ_CATCH(fail)                                        \
+  catch (const c10::Error& e) {                               \
+    std::string m = e.what();                                 \
+    auto pos = m.find("\nException raised from");             \
+    lt_set_error((pos == std::string::npos ? m : m.substr(0, pos)).c_str()); \
+  }                                                           \
+  catch (const std::exception& e) {                           \
+    lt_set_error(e.what());                                   \
+  }                                                           \
+  return fail;
+
+extern "C" {
+
+int32_t lt_q_has_float8(void) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// Quantizes weight `w` of the given kind; writes up to 4 handles to `out`,
+// returns how many. params: [block or group, block2 (0 = no double quant)].
+int32_t lt_q_quantize(int32_t kind, void* w, const int64_t* params, void** out) {
+  try {
+    at::NoGradGuard guard;
+    const at::Tensor& wt = H(w);
+    std::vector<at::Tensor> r;
+    if (kind == 0 || kind == 4) {
+      if (wt.dim() != 2) throw std::invalid_argument("per-channel quantization needs a 2-D weight");
+      at::Tensor wf = wt.detach().to(at::kFloat).cpu();
+      const double qmax = kind == 0 ? 127.0 : 448.0;
+      at::Tensor scale = wf.abs().amax({1}).div(qmax).clamp_min(1e-12);
+      at::Tensor scaled = wf / scale.unsqueeze(1);
+      if (kind == 0) {
+        r = {scaled.round().clamp(-127, 127).to(at::kChar), scale};
+      } else {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+        r = {scaled.to(at::kFloat8_e4m3fn), scale};
+#else
+        throw std::invalid_argument("fp8-e4m3 needs libtorch >= 2.1 (float8 dtypes)");
+#endif
+      }
+    } else if (kind == 1 || kind == 2) {
+      r = quantize_blockwise(wt, kind, params[0], params[1]);
+    } else if (kind == 3) {
+      r = quantize_int4(wt, params[0]);
+    } else {
+      throw std::invalid_argument("unknown quantization kind " + std::to_string(kind));
+    }
+    for (size_t i = 0; i < r.size(); i++) out[i] = wrap(r[i]);
+    return static_cast<int32_t>(r.size());
+  }
+  LQ_CATCH(-1)
+}
+
+// Dequantizes to a [out, in] tensor of `dtype` (composed = 1: the tensor-op reference path).
+void* lt_q_dequantize(int32_t kind, void* const* hs, int32_t n, const int64_t* params,
+                      int32_t dtype, int32_t composed) {
+  try {
+    at::NoGradGuard guard;
+    auto t = handles(hs, n);
+    auto w = composed ? dequantize_ops(kind, t, params) : dequantize(kind, t, params);
+    return wrap(w.to(static_cast<at::ScalarType>(dtype)));
+  }
+  LQ_CATCH(nullptr)
+}
+
+// y = x @ dequant(W)ᵀ + bias, with the dequantized weight alive only during the call.
+void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64_t* params,
+                  void* bias) {
+  try {
+    const at::Tensor& xt = H(x);
+    std::vector<at::Tensor> t = handles(hs, n);
+    at::Tensor w;
+    {
+      at::NoGradGuard guard;  // the frozen weight takes no gradient
+      if (kind == 0 || kind == 4) {
+        // Per-channel scales commute with the product: scale the output instead.
+        w = t.at(0).to(xt.scalar_type());
+      } else {
+        w = dequantize(kind, t, params).to(xt.scalar_type());
+      }
+    }
+    at::Tensor y = at::linear(xt, w);
+    if (kind == 0 || kind == 4) y = y * t.at(1).to(xt.scalar_type());
+    if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
+    return wrap(y);
+  }
+  LQ_CATCH(nullptr)
+}
+
+}  // extern "C"
