@@ -1,0 +1,27 @@
+/** An error the user caused and can fix: printed as a plain message, without a stack. */
+export class LabError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LabError";
+  }
+}
+
+/** Problems found while building or planning a pipeline; nothing has run. */
+export class PipelineError extends LabError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(
+      problems.length === 1
+        ? problems[0]
+        : `${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+    this.name = "PipelineError";
+    this.problems = problems;
+  }
+}
+
+/** Message and stack of any thrown value, for meta.json and the stages table. */
+export function describeError(e: unknown): { message: string; stack?: string } {
+  if (e instanceof Error) return { message: e.message || e.name, stack: e.stack };
+  return { message: String(e) };
+}

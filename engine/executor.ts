@@ -1,0 +1,137 @@
+import { fileURLToPath } from "node:url";
+import { executeNode, type NodeHooks, type NodeResult } from "./execute.ts";
+import type { Plan, PlanNode } from "./plan.ts";
+
+/** Runs one planned node somewhere and reports how it ended. The seam for remote executors. */
+export interface Executor {
+  readonly name: string;
+  run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult>;
+}
+
+/** Runs stages in this process: no start-up cost, no isolation. For tests and tiny stages. */
+export class InlineExecutor implements Executor {
+  readonly name = "inline";
+  run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult> {
+    return executeNode(node, plan, hooks, signal);
+  }
+}
+
+/** Marks protocol lines on a worker's stdout; anything else a stage prints is treated as a log line. */
+export const WORKER_MARK = "\u001eLAB ";
+
+const LAB_TS = fileURLToPath(new URL("../tasks/lab.ts", import.meta.url));
+const CONFIG = fileURLToPath(new URL("../deno.json", import.meta.url));
+
+/** Deno flags for worker processes: LAB_DENO_FLAGS (space-separated), e.g. "--cached-only --no-lock". */
+function workerDenoFlags(): string[] {
+  const extra = (Deno.env.get("LAB_DENO_FLAGS") ?? "").split(/\s+/).filter(Boolean);
+  let config: string[] = [];
+  try {
+    if (Deno.statSync(CONFIG).isFile) config = ["--config", CONFIG];
+  } catch { /* used as a library without the project's deno.json */ }
+  return ["run", "-A", "--quiet", ...config, ...extra];
+}
+
+/**
+ * Runs each stage in a worker subprocess (`lab run-node`): a native crash in a stage kills only
+ * its worker. Workers talk JSON lines on stdout and watch stdin, so that they stop when the
+ * coordinator dies. The cache folder is the only thing they share with the coordinator.
+ */
+export class LocalExecutor implements Executor {
+  readonly name = "local";
+  /** Seconds between SIGINT and SIGKILL when a run is interrupted. */
+  graceS = 5;
+
+  async run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult> {
+    const t0 = performance.now();
+    const args = [
+      ...workerDenoFlags(),
+      LAB_TS,
+      "run-node",
+      "--pipeline",
+      plan.file,
+      "--key",
+      node.key,
+      "--results",
+      plan.resultsDir,
+      "--watch-stdin",
+      ...(node.forced ? ["--replace"] : []),
+    ];
+    const child = new Deno.Command(Deno.execPath(), {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    let killTimer: ReturnType<typeof setTimeout> | undefined;
+    const onAbort = () => {
+      try {
+        child.kill("SIGINT");
+      } catch { /* gone */ }
+      killTimer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+      }, this.graceS * 1000);
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+
+    let result: NodeResult | undefined;
+    const readOut = (async () => {
+      for await (const line of lines(child.stdout)) {
+        if (!line.startsWith(WORKER_MARK)) {
+          if (line.trim()) hooks.onLog?.(line);
+          continue;
+        }
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(line.slice(WORKER_MARK.length));
+        } catch {
+          continue;
+        }
+        if (msg.t === "progress") {
+          hooks.onProgress?.(msg.done as number, msg.total as number | undefined, msg.message as string | undefined);
+        } else if (msg.t === "log") hooks.onLog?.(msg.message as string);
+        else if (msg.t === "result") result = msg.result as NodeResult;
+      }
+    })();
+    let stderrTail = "";
+    const readErr = (async () => {
+      for await (const line of lines(child.stderr)) {
+        stderrTail = (stderrTail + line + "\n").slice(-8000);
+      }
+    })();
+    const status = await child.status;
+    await Promise.all([readOut, readErr]);
+    try {
+      await child.stdin.close();
+    } catch { /* closed */ }
+    clearTimeout(killTimer);
+    signal.removeEventListener("abort", onAbort);
+    if (result) return result;
+    const wallS = (performance.now() - t0) / 1000;
+    if (signal.aborted) return { status: "interrupted", wallS, error: { message: "interrupted" } };
+    const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+    return {
+      status: "failed",
+      wallS,
+      error: { message: `worker process ${how}${stderrTail ? `:\n${stderrTail.trimEnd()}` : ""}` },
+    };
+  }
+}
+
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const dec = new TextDecoderStream();
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(dec)) {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+  if (buf) yield buf;
+}

@@ -1,0 +1,125 @@
+import { z } from "zod";
+import type { Device } from "./environment.ts";
+import { currentBuild, HANDLE, type NodeSpec, type StageHandle } from "./build.ts";
+import { callerLocation, asFileUrl } from "./source_hash.ts";
+import type { InputInfo, StageContext } from "./types.ts";
+
+type InputName<S extends string> = S extends `${infer R}[]` ? R
+  : S extends `${infer R}?` ? R
+  : S;
+type InputValue<S extends string> = S extends `${string}[]` ? InputInfo[]
+  : S extends `${string}?` ? InputInfo | undefined
+  : InputInfo;
+/** `ctx.inputs` for declared input names ("model", "adapter?" optional, "runs[]" a list). */
+export type InputsOf<I extends readonly string[]> = {
+  [S in I[number] as InputName<S>]: InputValue<S>;
+};
+type ArgFor<S extends string> = S extends `${string}[]` ? readonly StageHandle[]
+  : S extends `${string}?` ? StageHandle | undefined
+  : StageHandle;
+type InputArgs<I extends readonly string[]> = { [K in keyof I]: ArgFor<I[K]> };
+// deno-lint-ignore ban-types
+type BuilderArgs<I extends readonly string[], PIn> = {} extends PIn
+  ? [...InputArgs<I>, params?: PIn]
+  : [...InputArgs<I>, params: PIn];
+
+/** What defineStage takes. */
+export interface StageDefinition<
+  K extends string,
+  S extends z.ZodType,
+  I extends readonly string[],
+> {
+  /** The stage kind, e.g. "quantize"; default node names and --force use it. */
+  kind: K;
+  /** Zod schema of the params; defaults it fills in are part of the cache key. */
+  params?: S;
+  /** Names of the input handles the builder takes first, in order: "model", "adapter?", "runs[]". */
+  inputs?: I;
+  /** Which slot the stage needs: "gpu" stages run one per GPU, others by CPU cores. */
+  device?: Device;
+  /** The module whose source keys this stage (default: the file that called defineStage). */
+  module?: string | URL;
+  /** Extra JSON that goes into the cache key, e.g. a hash of a data file that params name. */
+  keyExtra?: (params: z.output<S>, cwd: string) => unknown | Promise<unknown>;
+  /** Does the work. May return JSON, kept as meta.output and shown to descendants as input.output. */
+  run: (ctx: StageContext<z.output<S>, InputsOf<I>>) => unknown | Promise<unknown>;
+}
+
+/** Runtime description of a stage kind. */
+export interface StageDef {
+  kind: string;
+  schema: z.ZodType;
+  inputs: { name: string; optional: boolean; list: boolean }[];
+  device: Device;
+  moduleUrl: string;
+  definedAt?: { line: number; col: number };
+  keyExtra?: (params: never, cwd: string) => unknown | Promise<unknown>;
+  run: (ctx: StageContext<never, never>) => unknown | Promise<unknown>;
+}
+
+/** A stage builder: call it inside a pipeline to add a node; it returns the node's handle. */
+export type StageBuilder<K extends string, S extends z.ZodType, I extends readonly string[]> =
+  & ((...args: BuilderArgs<I, z.input<S>>) => StageHandle<K>)
+  & { readonly stage: StageDef; readonly kind: K };
+
+const STAGE_URL = new URL(import.meta.url).href;
+
+/** Defines a stage kind; returns its builder. Built-in and user stages use the same mechanism. */
+export function defineStage<
+  K extends string,
+  S extends z.ZodType = z.ZodObject<Record<never, never>>,
+  const I extends readonly string[] = [],
+>(def: StageDefinition<K, S, I>): StageBuilder<K, S, I> {
+  if (!def.kind || !/^[A-Za-z_][\w-]*$/.test(def.kind)) {
+    throw new TypeError(`defineStage: kind must be a plain identifier, got ${JSON.stringify(def.kind)}`);
+  }
+  let moduleUrl: string;
+  let definedAt: { line: number; col: number } | undefined;
+  if (def.module) moduleUrl = asFileUrl(def.module).split(/[?#]/)[0];
+  else {
+    const loc = callerLocation([STAGE_URL]);
+    if (!loc) {
+      throw new TypeError(
+        `defineStage(${def.kind}): cannot tell which file defines it; pass module: import.meta.url`,
+      );
+    }
+    moduleUrl = loc.url;
+    definedAt = { line: loc.line, col: loc.col };
+  }
+  const inputs = (def.inputs ?? []).map((raw) => {
+    const list = raw.endsWith("[]");
+    const optional = !list && raw.endsWith("?");
+    const name = list ? raw.slice(0, -2) : optional ? raw.slice(0, -1) : raw;
+    return { name, optional, list };
+  });
+  const stage: StageDef = {
+    kind: def.kind,
+    schema: def.params ?? z.object({}),
+    inputs,
+    device: def.device ?? "cpu",
+    moduleUrl,
+    definedAt,
+    keyExtra: def.keyExtra as StageDef["keyExtra"],
+    run: def.run as StageDef["run"],
+  };
+  const builder = (...args: unknown[]): StageHandle<K> => {
+    const build = currentBuild();
+    if (!build) {
+      throw new TypeError(
+        `stage builder ${def.kind}() called outside a pipeline: call it inside pipeline(name, build)`,
+      );
+    }
+    const node: NodeSpec = build.addNode(stage, args.slice(0, inputs.length), args[inputs.length]);
+    if (args.length > inputs.length + 1) {
+      node.problems.push(
+        `takes ${inputs.length} input(s) (${inputs.map((i) => i.name).join(", ") || "none"}) and then params, got ${args.length} arguments`,
+      );
+    }
+    return node.handle as StageHandle<K>;
+  };
+  Object.defineProperty(builder, "stage", { value: stage });
+  Object.defineProperty(builder, "kind", { value: def.kind });
+  return builder as unknown as StageBuilder<K, S, I>;
+}
+
+export { HANDLE };

@@ -1,0 +1,146 @@
+/**
+ * The DuckDB schema in one place. Later issues add columns or views here: the store creates
+ * missing tables and columns on open (ALTER TABLE ... ADD COLUMN IF NOT EXISTS) and replaces
+ * views, so an existing lab.duckdb follows along; `lab db rebuild` starts from scratch.
+ */
+
+export type ColumnType = "VARCHAR" | "DOUBLE" | "BIGINT" | "BOOLEAN" | "JSON" | "TIMESTAMP";
+
+export interface TableDef {
+  name: string;
+  columns: [name: string, type: ColumnType][];
+}
+
+/** Tables the runner fills from run manifests and cache metadata. */
+export const SYSTEM_TABLES: TableDef[] = [
+  {
+    name: "runs",
+    columns: [
+      ["run_id", "VARCHAR"],
+      ["pipeline", "VARCHAR"],
+      ["file", "VARCHAR"],
+      ["started_at", "TIMESTAMP"],
+      ["finished_at", "TIMESTAMP"],
+      ["host", "VARCHAR"],
+      ["device", "VARCHAR"],
+      ["libtorch", "VARCHAR"],
+      ["status", "VARCHAR"],
+      ["n_stages", "BIGINT"],
+      ["n_ran", "BIGINT"],
+      ["n_cached", "BIGINT"],
+      ["n_failed", "BIGINT"],
+      ["n_skipped", "BIGINT"],
+      ["env", "JSON"],
+    ],
+  },
+  {
+    name: "stages",
+    columns: [
+      ["key", "VARCHAR"],
+      ["run_id", "VARCHAR"],
+      ["pipeline", "VARCHAR"],
+      ["name", "VARCHAR"],
+      ["kind", "VARCHAR"],
+      ["params", "JSON"],
+      ["inputs", "JSON"],
+      ["coords", "JSON"],
+      ["cached", "BOOLEAN"],
+      ["status", "VARCHAR"],
+      ["wall_s", "DOUBLE"],
+      ["error", "VARCHAR"],
+      ["device", "VARCHAR"],
+    ],
+  },
+  {
+    // One row per cache entry (from its meta.json), whichever run produced it.
+    name: "cache_entries",
+    columns: [
+      ["key", "VARCHAR"],
+      ["kind", "VARCHAR"],
+      ["name", "VARCHAR"],
+      ["pipeline", "VARCHAR"],
+      ["params", "JSON"],
+      ["inputs", "JSON"],
+      ["coords", "JSON"],
+      ["env", "JSON"],
+      ["source", "VARCHAR"],
+      ["device", "VARCHAR"],
+      ["host", "VARCHAR"],
+      ["started_at", "TIMESTAMP"],
+      ["finished_at", "TIMESTAMP"],
+      ["wall_s", "DOUBLE"],
+      ["n_records", "BIGINT"],
+    ],
+  },
+];
+
+/** Tables stages write rows into with ctx.record(table, row); `key` (the stage's cache key) is added. */
+export const RECORD_TABLES: TableDef[] = [
+  { name: "metrics", columns: [["name", "VARCHAR"], ["value", "DOUBLE"], ["unit", "VARCHAR"]] },
+  {
+    name: "profiles",
+    columns: [
+      ["batch", "BIGINT"],
+      ["prompt_tokens", "BIGINT"],
+      ["new_tokens", "BIGINT"],
+      ["ttft_ms", "DOUBLE"],
+      ["prefill_tps", "DOUBLE"],
+      ["decode_tps", "DOUBLE"],
+      ["latency_p50_ms", "DOUBLE"],
+      ["latency_p95_ms", "DOUBLE"],
+      ["peak_mem_bytes", "BIGINT"],
+    ],
+  },
+  {
+    name: "evals",
+    columns: [["dataset", "VARCHAR"], ["metric", "VARCHAR"], ["value", "DOUBLE"], ["tokens", "BIGINT"]],
+  },
+  {
+    name: "train_steps",
+    columns: [
+      ["step", "BIGINT"],
+      ["loss", "DOUBLE"],
+      ["lr", "DOUBLE"],
+      ["tokens_per_s", "DOUBLE"],
+      ["peak_mem_bytes", "BIGINT"],
+    ],
+  },
+  {
+    name: "layer_sensitivity",
+    columns: [
+      ["layer", "BIGINT"],
+      ["module", "VARCHAR"],
+      ["mse", "DOUBLE"],
+      ["cosine", "DOUBLE"],
+      ["rel_error", "DOUBLE"],
+    ],
+  },
+];
+
+/** Static views, created after the tables (and after the generated views below). */
+export const VIEWS: { name: string; sql: string }[] = [
+  {
+    // The latest state of every stage name per pipeline.
+    name: "latest_stages",
+    sql: `SELECT s.* FROM stages s JOIN runs r USING (run_id)
+          QUALIFY row_number() OVER (PARTITION BY s.pipeline, s.name ORDER BY r.started_at DESC, r.run_id DESC) = 1`,
+  },
+  {
+    name: "failures",
+    sql: `SELECT s.run_id, r.started_at, s.pipeline, s.name, s.kind, s.key, s.error
+          FROM stages s JOIN runs r USING (run_id) WHERE s.status = 'failed'`,
+  },
+];
+
+/**
+ * Views generated from the data on every load (their columns depend on it):
+ * - stages_wide: stages plus one typed column per sweep coordinate;
+ * - results_wide: per stage key (latest run), its coordinates, scalar params and one column
+ *   per metric name (metrics pivoted), for questions like "loss by rank and lr".
+ */
+export const GENERATED_VIEWS = ["stages_wide", "results_wide"] as const;
+
+/** Names stages may not record into. */
+export const RESERVED_TABLES = new Set([...SYSTEM_TABLES.map((t) => t.name), ...VIEWS.map((v) => v.name), ...GENERATED_VIEWS]);
+
+export const RECORD_TABLE_BY_NAME: Map<string, TableDef> = new Map(RECORD_TABLES.map((t) => [t.name, t]));
