@@ -2,20 +2,20 @@
 // checking every name and shape against the config before loading anything.
 import { type DType, type Tensor } from "../ffi/mod.ts";
 import type { ModelConfig } from "./config.ts";
-import { Linear } from "./linear.ts";
+import { Linear, type LinearLayer } from "./linear.ts";
 import { CheckpointError, type ShardedCheckpoint } from "./safetensors.ts";
 
 /** One decoder layer's parameters. */
 export interface LayerWeights {
   inputNorm: Tensor;
   postAttentionNorm: Tensor;
-  qProj: Linear;
-  kProj: Linear;
-  vProj: Linear;
-  oProj: Linear;
-  gateProj: Linear;
-  upProj: Linear;
-  downProj: Linear;
+  qProj: LinearLayer;
+  kProj: LinearLayer;
+  vProj: LinearLayer;
+  oProj: LinearLayer;
+  gateProj: LinearLayer;
+  upProj: LinearLayer;
+  downProj: LinearLayer;
 }
 
 /** All parameters of a model. `lmHead.weight` is `embedTokens` when embeddings are tied. */
@@ -23,7 +23,7 @@ export interface ModelWeights {
   embedTokens: Tensor;
   layers: LayerWeights[];
   norm: Tensor;
-  lmHead: Linear;
+  lmHead: LinearLayer;
 }
 
 /** The tensors a config implies, with their shapes, in checkpoint naming. */
