@@ -1,6 +1,6 @@
 // loadModel: an HF checkpoint folder in, a runnable model (with its tokenizer) out.
-import { type DType } from "../ffi/mod.ts";
-import { readConfig } from "./config.ts";
+import { type DType, linear, tidy, zeros } from "../ffi/mod.ts";
+import { type ModelConfig, readConfig } from "./config.ts";
 import { LlamaModel } from "./llama.ts";
 import { ShardedCheckpoint } from "./safetensors.ts";
 import { loadWeights } from "./weights.ts";
@@ -25,7 +25,9 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): LlamaModel 
     throw new RangeError(`loadModel: dtype '${dtype}' is not one of ${FLOAT_DTYPES.join(", ")}`);
   }
   const device = opts.device ?? "cpu";
+  checkDtypeRuns(dtype, device);
   const config = readConfig(dir);
+  mergeGenerationConfig(dir, config);
   const weights = (() => {
     using ckpt = ShardedCheckpoint.open(dir);
     return loadWeights(ckpt, config, { dtype, device });
@@ -38,4 +40,34 @@ export function loadModel(dir: string, opts: LoadModelOptions = {}): LlamaModel 
     throw e;
   }
   return model;
+}
+
+// libtorch 1.13 has no float16 matmul on the CPU; say so before loading.
+function checkDtypeRuns(dtype: DType, device: string): void {
+  if (dtype !== "float16" || device !== "cpu") return;
+  try {
+    tidy(() => linear(zeros([1, 2], { dtype }), zeros([2, 2], { dtype })));
+  } catch (e) {
+    throw new RangeError(
+      `loadModel: float16 matrix multiplication is not available on the CPU with this libtorch ` +
+        `(${(e as Error).message}). Use dtype "bfloat16" or "float32" on the CPU.`,
+    );
+  }
+}
+
+// generation_config.json may list more stop ids than config.json (Llama 3 instruct).
+function mergeGenerationConfig(dir: string, config: ModelConfig): void {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(Deno.readTextFileSync(`${dir.replace(/\/+$/, "")}/generation_config.json`));
+  } catch {
+    return;
+  }
+  const ids = (v: unknown) => (Array.isArray(v) ? v : [v]).filter((x) => Number.isInteger(x));
+  for (const id of ids(raw.eos_token_id)) {
+    if (!config.eosTokenIds.includes(id)) config.eosTokenIds.push(id);
+  }
+  if (config.padTokenId === null && Number.isInteger(raw.pad_token_id)) {
+    config.padTokenId = raw.pad_token_id as number;
+  }
 }

@@ -13,6 +13,8 @@ const COMMANDS = [
   import("./cli/db.ts"),
   import("./cli/cache.ts"),
   import("./cli/run_node.ts"),
+  import("./cli/init_model.ts"),
+  import("./cli/generate.ts"),
 ];
 
 /** Builds the program with every command registered. */
