@@ -1,2 +1,3 @@
 // LLM Efficiency Lab: the public API.
 export * as torch from "./ffi/mod.ts";
+export * from "./models/mod.ts";

@@ -26,3 +26,14 @@ export {
 } from "./safetensors.ts";
 export { Linear, type LinearLayer } from "./linear.ts";
 export { type ChatMessage, loadTokenizer, TextTokenizer } from "./tokenizer.ts";
+export {
+  createTinyModel,
+  TINY_ARCHS,
+  TINY_PRESETS,
+  type TinyArch,
+  tinyConfig,
+  type TinyModelInfo,
+  type TinyModelOptions,
+  type TinyPreset,
+} from "./tiny.ts";
+export { byteLevelTokenizerJson } from "./byte_tokenizer.ts";
