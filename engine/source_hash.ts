@@ -3,6 +3,7 @@ import { blake3Hex } from "./canonical.ts";
 
 // The engine is framework code: editing it must not invalidate every result.
 const ENGINE_DIR = new URL("./", import.meta.url).href;
+const SELF_URL = new URL(import.meta.url).href;
 
 const moduleText = new Map<string, string | null>();
 const closureHash = new Map<string, string>();
@@ -169,7 +170,7 @@ export function callerLocation(
     const m = line.match(/(file:\/\/[^\s()]+?):(\d+):(\d+)\)?\s*$/);
     if (!m) continue;
     const url = m[1].split(/[?#]/)[0];
-    if (skipUrls.includes(url)) continue;
+    if (url === SELF_URL || skipUrls.includes(url)) continue;
     return { url, line: Number(m[2]), col: Number(m[3]) };
   }
   return undefined;
