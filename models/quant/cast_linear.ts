@@ -1,0 +1,43 @@
+// A projection whose weight is stored in a narrower float type and widened per call.
+import { type DType, linear, type Tensor } from "../../ffi/mod.ts";
+import type { LinearLayer } from "../linear.ts";
+
+/** `y = x @ W.to(x.dtype)ᵀ + b` with W kept in `storage` dtype (e.g. fp16 under fp32 compute). */
+export class CastLinear implements LinearLayer {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(weight: Tensor, bias: Tensor | null) {
+    this.weight = weight;
+    this.bias = bias;
+    [this.outFeatures, this.inFeatures] = weight.shape;
+  }
+
+  /** Stores a copy of `weight` as `dtype`. */
+  static fromWeight(weight: Tensor, bias: Tensor | null, dtype: DType): CastLinear {
+    return new CastLinear(weight.to(dtype), bias);
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.weight.dtype === x.dtype) return linear(x, this.weight, this.bias);
+    using w = this.weight.to(x.dtype);
+    if (!this.bias || this.bias.dtype === x.dtype) return linear(x, w, this.bias);
+    using b = this.bias.to(x.dtype);
+    return linear(x, w, b);
+  }
+
+  parameterCount(): number {
+    return this.weight.numel + (this.bias?.numel ?? 0);
+  }
+
+  weightBytes(): number {
+    return this.weight.nbytes + (this.bias?.nbytes ?? 0);
+  }
+
+  dispose(): void {
+    this.weight.dispose();
+    this.bias?.dispose();
+  }
+}
