@@ -31,9 +31,13 @@ export interface BuildHelpers {
   /** Iterates `values`, tagging every node created in the loop body with coordinate name=value. */
   sweep<T>(name: string, values: readonly T[]): Iterable<T>;
   /** Iterates axes in lockstep: zip({ lr: [1e-4, 3e-4], rank: [8, 16] }) gives 2 points. */
-  zip<A extends Record<string, readonly unknown[]>>(axes: A): Iterable<{ [K in keyof A]: A[K][number] }>;
+  zip<A extends Record<string, readonly unknown[]>>(
+    axes: A,
+  ): Iterable<{ [K in keyof A]: A[K][number] }>;
   /** Iterates the full grid (cartesian product) of the axes. */
-  grid<A extends Record<string, readonly unknown[]>>(axes: A): Iterable<{ [K in keyof A]: A[K][number] }>;
+  grid<A extends Record<string, readonly unknown[]>>(
+    axes: A,
+  ): Iterable<{ [K in keyof A]: A[K][number] }>;
   /** Iterates `n` points of the grid drawn without replacement with a seeded generator. */
   sample<A extends Record<string, readonly unknown[]>>(
     axes: A,
@@ -57,8 +61,12 @@ export function pipeline(
   name: string,
   build: (helpers: BuildHelpers) => void | Promise<void>,
 ): Pipeline {
-  if (typeof name !== "string" || !name) throw new TypeError("pipeline(name, build): name must be a non-empty string");
-  if (typeof build !== "function") throw new TypeError(`pipeline(${name}): build must be a function`);
+  if (typeof name !== "string" || !name) {
+    throw new TypeError("pipeline(name, build): name must be a non-empty string");
+  }
+  if (typeof build !== "function") {
+    throw new TypeError(`pipeline(${name}): build must be a function`);
+  }
   return { [PIPELINE]: true, name, build };
 }
 
@@ -120,10 +128,17 @@ export class BuildContext {
         for (const n of names) checkAxis(n, axes[n]);
         const lens = new Set(names.map((n) => axes[n].length));
         if (lens.size > 1) {
-          throw new TypeError(`zip: all axes need the same length, got ${names.map((n) => `${n}=${axes[n].length}`).join(", ")}`);
+          throw new TypeError(
+            `zip: all axes need the same length, got ${
+              names.map((n) => `${n}=${axes[n].length}`).join(", ")
+            }`,
+          );
         }
         const n = names.length ? axes[names[0]].length : 0;
-        const points = Array.from({ length: n }, (_, i) => Object.fromEntries(names.map((k) => [k, axes[k][i]])));
+        const points = Array.from(
+          { length: n },
+          (_, i) => Object.fromEntries(names.map((k) => [k, axes[k][i]])),
+        );
         // deno-lint-ignore no-explicit-any
         return this.iterate(points as any[], (p) => Object.entries(p));
       },
@@ -135,7 +150,9 @@ export class BuildContext {
       sample: (axes, opts) => {
         const points = gridPoints(axes);
         const n = Math.min(opts.n, points.length);
-        if (!Number.isInteger(opts.n) || opts.n < 0) throw new TypeError(`sample: n must be a non-negative integer, got ${opts.n}`);
+        if (!Number.isInteger(opts.n) || opts.n < 0) {
+          throw new TypeError(`sample: n must be a non-negative integer, got ${opts.n}`);
+        }
         const rand = mulberry32(opts.seed ?? 0);
         // Partial Fisher-Yates on indices, then restore grid order so output is stable and readable.
         const idx = points.map((_, i) => i);
@@ -155,7 +172,9 @@ export class BuildContext {
 
 function checkAxis(name: string, values: unknown): void {
   if (typeof name !== "string" || !/^[A-Za-z_]\w*$/.test(name)) {
-    throw new TypeError(`sweep name must be an identifier (letters, digits, _), got ${JSON.stringify(name)}`);
+    throw new TypeError(
+      `sweep name must be an identifier (letters, digits, _), got ${JSON.stringify(name)}`,
+    );
   }
   if (!Array.isArray(values)) throw new TypeError(`sweep "${name}": values must be an array`);
 }
@@ -170,7 +189,9 @@ function gridPoints(axes: Record<string, readonly unknown[]>): Record<string, un
 }
 
 function toScalar(v: unknown): Scalar {
-  if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean") return v;
+  if (v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean") {
+    return v;
+  }
   if (v === undefined) return null;
   return JSON.stringify(v);
 }
@@ -192,7 +213,9 @@ function makeHandle(kind: string, target: NodeSpec | { ref: string }): StageHand
     [HANDLE]: target,
     named(name: string) {
       if ("ref" in target) throw new TypeError("named(): a ref() handle cannot be renamed");
-      if (typeof name !== "string" || !name) throw new TypeError("named(name): name must be a non-empty string");
+      if (typeof name !== "string" || !name) {
+        throw new TypeError("named(name): name must be a non-empty string");
+      }
       target.explicitName = name;
       return handle;
     },

@@ -107,7 +107,10 @@ export class CacheStore {
         Deno.removeSync(tmp, { recursive: true });
         return;
       }
-      const trash = join(this.cacheDir, `.trash-${key}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);
+      const trash = join(
+        this.cacheDir,
+        `.trash-${key}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+      );
       Deno.renameSync(final, trash);
       Deno.renameSync(tmp, final);
       Deno.removeSync(trash, { recursive: true });
@@ -167,7 +170,10 @@ export class CacheStore {
   }
 
   remove(key: string): void {
-    const trash = join(this.cacheDir, `.trash-${key}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`);
+    const trash = join(
+      this.cacheDir,
+      `.trash-${key}-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`,
+    );
     Deno.renameSync(this.entryDir(key), trash);
     Deno.removeSync(trash, { recursive: true });
   }

@@ -15,7 +15,9 @@ function canonicalize(v: unknown, path: string): unknown {
     return Object.is(v, -0) ? 0 : v;
   }
   if (v === undefined) return undefined;
-  if (Array.isArray(v)) return v.map((x, i) => canonicalize(x === undefined ? null : x, `${path}[${i}]`));
+  if (Array.isArray(v)) {
+    return v.map((x, i) => canonicalize(x === undefined ? null : x, `${path}[${i}]`));
+  }
   if (typeof v === "object") {
     if (v instanceof Date) return v.toISOString();
     const out: Record<string, unknown> = {};
@@ -25,7 +27,9 @@ function canonicalize(v: unknown, path: string): unknown {
     }
     return out;
   }
-  throw new TypeError(`${path}: a ${typeof v} cannot be part of a cache key (use plain JSON values)`);
+  throw new TypeError(
+    `${path}: a ${typeof v} cannot be part of a cache key (use plain JSON values)`,
+  );
 }
 
 let hasher: IHasher | undefined;

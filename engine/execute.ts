@@ -23,25 +23,43 @@ export interface NodeHooks {
 /** Checks a row against the table it goes to; throws a message naming stage, table and column. */
 export function checkRecord(stageName: string, table: string, row: Row): void {
   if (typeof table !== "string" || !/^[A-Za-z_]\w*$/.test(table)) {
-    throw new TypeError(`stage "${stageName}": record table name must be an identifier, got ${JSON.stringify(table)}`);
+    throw new TypeError(
+      `stage "${stageName}": record table name must be an identifier, got ${JSON.stringify(table)}`,
+    );
   }
-  if (RESERVED_TABLES.has(table)) throw new TypeError(`stage "${stageName}": table "${table}" is filled by the runner; pick another name`);
+  if (RESERVED_TABLES.has(table)) {
+    throw new TypeError(
+      `stage "${stageName}": table "${table}" is filled by the runner; pick another name`,
+    );
+  }
   if (typeof row !== "object" || row === null || Array.isArray(row)) {
     throw new TypeError(`stage "${stageName}": record(${table}, row): row must be an object`);
   }
-  if ("key" in row) throw new TypeError(`stage "${stageName}": record(${table}): column "key" is added by the runner`);
+  if ("key" in row) {
+    throw new TypeError(
+      `stage "${stageName}": record(${table}): column "key" is added by the runner`,
+    );
+  }
   const def = RECORD_TABLE_BY_NAME.get(table);
   if (def) {
     for (const col of Object.keys(row)) {
       if (!def.columns.some(([c]) => c === col)) {
         throw new TypeError(
-          `stage "${stageName}": table ${table} has no column "${col}" (columns: ${def.columns.map(([c]) => c).join(", ")})`,
+          `stage "${stageName}": table ${table} has no column "${col}" (columns: ${
+            def.columns.map(([c]) => c).join(", ")
+          })`,
         );
       }
     }
   } else {
     for (const col of Object.keys(row)) {
-      if (!/^[A-Za-z_]\w*$/.test(col)) throw new TypeError(`stage "${stageName}": column name ${JSON.stringify(col)} in ${table} must be an identifier`);
+      if (!/^[A-Za-z_]\w*$/.test(col)) {
+        throw new TypeError(
+          `stage "${stageName}": column name ${
+            JSON.stringify(col)
+          } in ${table} must be an identifier`,
+        );
+      }
     }
   }
 }
@@ -81,7 +99,11 @@ export async function executeNode(
   const started = new Date();
   const t0 = performance.now();
   const tmp = cache.makeTemp(node.key);
-  const recordsFile = Deno.openSync(join(tmp, "records.jsonl"), { write: true, create: true, append: true });
+  const recordsFile = Deno.openSync(join(tmp, "records.jsonl"), {
+    write: true,
+    create: true,
+    append: true,
+  });
   const enc = new TextEncoder();
   let pending: string[] = [];
   let pendingBytes = 0;

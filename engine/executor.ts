@@ -42,7 +42,12 @@ export class LocalExecutor implements Executor {
   /** Seconds between SIGINT and SIGKILL when a run is interrupted. */
   graceS = 5;
 
-  async run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult> {
+  async run(
+    node: PlanNode,
+    plan: Plan,
+    hooks: NodeHooks,
+    signal: AbortSignal,
+  ): Promise<NodeResult> {
     const t0 = performance.now();
     const args = [
       ...workerDenoFlags(),
@@ -92,7 +97,11 @@ export class LocalExecutor implements Executor {
           continue;
         }
         if (msg.t === "progress") {
-          hooks.onProgress?.(msg.done as number, msg.total as number | undefined, msg.message as string | undefined);
+          hooks.onProgress?.(
+            msg.done as number,
+            msg.total as number | undefined,
+            msg.message as string | undefined,
+          );
         } else if (msg.t === "log") hooks.onLog?.(msg.message as string);
         else if (msg.t === "result") result = msg.result as NodeResult;
       }
@@ -113,7 +122,9 @@ export class LocalExecutor implements Executor {
     if (result) return result;
     const wallS = (performance.now() - t0) / 1000;
     if (signal.aborted) return { status: "interrupted", wallS, error: { message: "interrupted" } };
-    const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+    const how = status.signal
+      ? `was killed by ${status.signal}`
+      : `exited with code ${status.code}`;
     return {
       status: "failed",
       wallS,

@@ -36,7 +36,12 @@ export async function lockResults(
     await new Promise((r) => setTimeout(r, 200));
   }
   file.truncateSync(0);
-  const info = JSON.stringify({ pid: Deno.pid, host: hostname(), purpose: opts.purpose, since: new Date().toISOString() });
+  const info = JSON.stringify({
+    pid: Deno.pid,
+    host: hostname(),
+    purpose: opts.purpose,
+    since: new Date().toISOString(),
+  });
   file.writeSync(new TextEncoder().encode(info));
   let released = false;
   return {

@@ -4,10 +4,28 @@
  * lives in ./store.ts and is not re-exported here, so that code which runs stages never loads
  * DuckDB's native binding.
  */
-export { type BuildHelpers, isHandle, isPipeline, type Pipeline, pipeline, type StageHandle } from "./build.ts";
-export { defineStage, type InputsOf, type StageBuilder, type StageDef, type StageDefinition } from "./stage.ts";
+export {
+  type BuildHelpers,
+  isHandle,
+  isPipeline,
+  type Pipeline,
+  pipeline,
+  type StageHandle,
+} from "./build.ts";
+export {
+  defineStage,
+  type InputsOf,
+  type StageBuilder,
+  type StageDef,
+  type StageDefinition,
+} from "./stage.ts";
 export { fromYaml } from "./yaml.ts";
-export { type Device, type EnvironmentProvider, environmentFor, setEnvironmentProvider } from "./environment.ts";
+export {
+  type Device,
+  environmentFor,
+  type EnvironmentProvider,
+  setEnvironmentProvider,
+} from "./environment.ts";
 export { describeError, LabError, PipelineError } from "./errors.ts";
 export type { Coords, EntryMeta, InputInfo, Row, Scalar, StageContext } from "./types.ts";
 export {
@@ -19,8 +37,8 @@ export {
   nodeStatus,
   type Plan,
   type PlanNode,
-  planPipeline,
   type PlanOptions,
+  planPipeline,
 } from "./plan.ts";
 export { CacheStore, type EntryInfo } from "./cache.ts";
 export { type Executor, InlineExecutor, LocalExecutor } from "./executor.ts";
@@ -34,7 +52,14 @@ export {
   runPipeline,
   type RunSummary,
 } from "./runner.ts";
-export { defaultReporter, formatDuration, PlainReporter, type Reporter, silentReporter, TtyReporter } from "./progress.ts";
+export {
+  defaultReporter,
+  formatDuration,
+  PlainReporter,
+  type Reporter,
+  silentReporter,
+  TtyReporter,
+} from "./progress.ts";
 export { lockResults, type ResultsLock } from "./lock.ts";
 export { clearSourceCache, stageSourceHash } from "./source_hash.ts";
 export { RECORD_TABLES, SYSTEM_TABLES, type TableDef, VIEWS } from "./tables.ts";

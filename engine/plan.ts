@@ -1,7 +1,14 @@
 import { relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { buildPipeline, HANDLE, isHandle, isPipeline, type NodeSpec, type Pipeline } from "./build.ts";
+import {
+  buildPipeline,
+  HANDLE,
+  isHandle,
+  isPipeline,
+  type NodeSpec,
+  type Pipeline,
+} from "./build.ts";
 import { blake3Hex, canonicalJson, hashReady } from "./canonical.ts";
 import { environmentFor } from "./environment.ts";
 import { LabError, PipelineError } from "./errors.ts";
@@ -36,7 +43,9 @@ export async function loadPipelineFile(file: string): Promise<LoadedPipeline> {
     mod = await import(pathToFileURL(abs).href);
   } catch (e) {
     if (e instanceof LabError) throw new LabError(`${displayFile}: ${e.message}`);
-    throw new LabError(`pipeline file ${displayFile} failed to load: ${(e as Error)?.message ?? e}`);
+    throw new LabError(
+      `pipeline file ${displayFile} failed to load: ${(e as Error)?.message ?? e}`,
+    );
   }
   if (!isPipeline(mod.default)) {
     throw new LabError(
@@ -101,8 +110,12 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
   try {
     specs = await buildPipeline(loaded.pipeline);
   } catch (e) {
-    if (e instanceof PipelineError) throw new PipelineError(e.problems.map((p) => `${where}: ${p}`));
-    throw new LabError(`${where}: building pipeline "${loaded.pipeline.name}" failed: ${(e as Error)?.message ?? e}`);
+    if (e instanceof PipelineError) {
+      throw new PipelineError(e.problems.map((p) => `${where}: ${p}`));
+    }
+    throw new LabError(
+      `${where}: building pipeline "${loaded.pipeline.name}" failed: ${(e as Error)?.message ?? e}`,
+    );
   }
   const problems: string[] = [];
   const nodes: PlanNode[] = specs.map((s) => ({
@@ -127,7 +140,8 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
   // Names first: messages about inputs and params name the stage.
   assignNames(specs, nodes, problems, where);
   const byName = new Map(nodes.map((n) => [n.name, n]));
-  const label = (n: PlanNode) => `${where}: stage "${n.name}"${n.name === n.kind ? "" : ` (${n.kind})`}`;
+  const label = (n: PlanNode) =>
+    `${where}: stage "${n.name}"${n.name === n.kind ? "" : ` (${n.kind})`}`;
 
   // Resolve inputs.
   for (const s of specs) {
@@ -138,7 +152,9 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
       const resolveOne = (h: unknown, what: string): PlanNode | undefined => {
         if (!isHandle(h)) {
           problems.push(
-            `${label(node)}: input "${what}" ${h === undefined ? "is missing" : `got ${preview(h)}`}: expected the handle that an earlier stage builder returned`,
+            `${label(node)}: input "${what}" ${
+              h === undefined ? "is missing" : `got ${preview(h)}`
+            }: expected the handle that an earlier stage builder returned`,
           );
           return undefined;
         }
@@ -147,7 +163,11 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
           const found = byName.get(target.ref);
           if (!found) {
             problems.push(
-              `${label(node)}: input "${what}": ref("${target.ref}") names no stage in this pipeline (stages: ${[...byName.keys()].slice(0, 20).join(", ")})`,
+              `${
+                label(node)
+              }: input "${what}": ref("${target.ref}") names no stage in this pipeline (stages: ${
+                [...byName.keys()].slice(0, 20).join(", ")
+              })`,
             );
           }
           return found;
@@ -163,9 +183,15 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
       if (inp.list) {
         if (arg === undefined) resolved = [];
         else if (!Array.isArray(arg)) {
-          problems.push(`${label(node)}: input "${inp.name}" expects an array of stage handles, got ${preview(arg)}`);
+          problems.push(
+            `${label(node)}: input "${inp.name}" expects an array of stage handles, got ${
+              preview(arg)
+            }`,
+          );
         } else {
-          resolved = arg.map((h, j) => resolveOne(h, `${inp.name}[${j}]`)).filter((x): x is PlanNode => !!x);
+          resolved = arg.map((h, j) => resolveOne(h, `${inp.name}[${j}]`)).filter((
+            x,
+          ): x is PlanNode => !!x);
         }
       } else if (!(inp.optional && arg === undefined)) {
         const r = resolveOne(arg, inp.name);
@@ -184,7 +210,11 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
     if (st === 2) return;
     if (st === 1) {
       const cyc = path.slice(path.indexOf(n)).concat(n).map((x) => x.name);
-      problems.push(`${where}: stages form a cycle: ${cyc.join(" -> ")} (an input must be a stage that does not depend on this one)`);
+      problems.push(
+        `${where}: stages form a cycle: ${
+          cyc.join(" -> ")
+        } (an input must be a stage that does not depend on this one)`,
+      );
       return;
     }
     state.set(n, 1);
@@ -217,18 +247,33 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
     const spec = specs[n.id];
     const raw = spec.rawParams === undefined ? {} : spec.rawParams;
     if (isHandle(raw)) {
-      problems.push(`${label(n)}: got a stage handle where params were expected (it takes inputs: ${n.stage.inputs.map((i) => i.name).join(", ") || "none"})`);
+      problems.push(
+        `${label(n)}: got a stage handle where params were expected (it takes inputs: ${
+          n.stage.inputs.map((i) => i.name).join(", ") || "none"
+        })`,
+      );
       continue;
     }
-    unknownFields(n.stage.schema, raw, "", (field, known) =>
-      problems.push(`${label(n)}: unknown field "${field}"${suggest(field.split(".").pop()!, known)} (expected one of: ${known.join(", ")})`));
+    unknownFields(
+      n.stage.schema,
+      raw,
+      "",
+      (field, known) =>
+        problems.push(
+          `${label(n)}: unknown field "${field}"${
+            suggest(field.split(".").pop()!, known)
+          } (expected one of: ${known.join(", ")})`,
+        ),
+    );
     const res = n.stage.schema.safeParse(raw);
     if (!res.success) {
       for (const issue of res.error.issues) {
         const path = issue.path.map(String).join(".");
         const got = valueAt(raw, issue.path as PropertyKey[]);
         problems.push(
-          `${label(n)}: ${path ? `field "${path}"` : "params"}: ${issue.message}${got.found ? `, got ${preview(got.value)}` : ""}`,
+          `${label(n)}: ${path ? `field "${path}"` : "params"}: ${issue.message}${
+            got.found ? `, got ${preview(got.value)}` : ""
+          }`,
         );
       }
       continue;
@@ -352,7 +397,8 @@ export function nodeStatus(n: PlanNode): "cached" | "to-run" | "blocked" | "excl
 /** Glob (`*`, `?`) matcher over a stage's name or kind. */
 export function globMatcher(pattern: string): (n: { name: string; kind: string }) => boolean {
   const re = new RegExp(
-    "^" + pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$",
+    "^" + pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") +
+      "$",
   );
   return (n) => re.test(n.name) || re.test(n.kind);
 }
@@ -364,7 +410,11 @@ function select(nodes: PlanNode[], patterns: string[], flag: string): PlanNode[]
     const hit = nodes.filter(m);
     if (!hit.length) {
       const names = nodes.slice(0, 15).map((n) => n.name).join(", ");
-      throw new LabError(`${flag} ${p} matches no stage name or kind (stages: ${names}${nodes.length > 15 ? ", ..." : ""})`);
+      throw new LabError(
+        `${flag} ${p} matches no stage name or kind (stages: ${names}${
+          nodes.length > 15 ? ", ..." : ""
+        })`,
+      );
     }
     out.push(...hit);
   }
@@ -389,8 +439,9 @@ function assignNames(specs: NodeSpec[], nodes: PlanNode[], problems: string[], w
     byKind.set(s.stage.kind, list);
   }
   for (const [kind, list] of byKind) {
+    // A node made inside a sweep always carries its coordinates, so that adding a sweep value
+    // does not rename the nodes that were already there.
     const candidates = list.map((s) => {
-      if (list.length === 1 && !taken.has(kind)) return kind;
       const c = Object.entries(s.loopCoords);
       return c.length ? `${kind}[${c.map(([k, v]) => `${k}=${v}`).join(",")}]` : kind;
     });
@@ -419,7 +470,10 @@ function objectShape(schema: z.ZodType): Record<string, z.ZodType> | undefined {
     const def: ZodDefLike | undefined = (s as unknown as { _zod?: { def?: ZodDefLike } })._zod?.def;
     if (!def) return undefined;
     if (def.type === "object") return (s as z.ZodObject).shape;
-    if (def.type === "optional" || def.type === "nullable" || def.type === "default" || def.type === "prefault") {
+    if (
+      def.type === "optional" || def.type === "nullable" || def.type === "default" ||
+      def.type === "prefault"
+    ) {
       s = def.innerType;
     } else return undefined;
   }
@@ -435,7 +489,9 @@ function unknownFields(
   const shape = objectShape(schema);
   if (!shape || typeof raw !== "object" || raw === null || Array.isArray(raw)) return;
   // A catchall/passthrough object accepts any field.
-  const def = (schema as unknown as { _zod: { def: { catchall?: { _zod?: { def?: { type?: string } } } } } })._zod.def;
+  const def =
+    (schema as unknown as { _zod: { def: { catchall?: { _zod?: { def?: { type?: string } } } } } })
+      ._zod.def;
   if (def.catchall && def.catchall._zod?.def?.type !== "never") return;
   const known = Object.keys(shape);
   for (const [k, v] of Object.entries(raw)) {
@@ -451,7 +507,9 @@ function suggest(word: string, known: string[]): string {
     const d = editDistance(word.toLowerCase(), k.toLowerCase());
     if (d < bestD) [best, bestD] = [k, d];
   }
-  return best && bestD <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean "${best}"?)` : "";
+  return best && bestD <= Math.max(2, Math.floor(word.length / 3))
+    ? ` (did you mean "${best}"?)`
+    : "";
 }
 
 function editDistance(a: string, b: string): number {

@@ -5,7 +5,12 @@ import type { NodeOutcome, RunSummary } from "./runner.ts";
 export interface Reporter {
   start(info: { plan: Plan; runId: string; toRun: number; executor: string; jobs: number }): void;
   nodeStart(node: PlanNode): void;
-  nodeProgress(node: PlanNode, done: number, total: number | undefined, message: string | undefined): void;
+  nodeProgress(
+    node: PlanNode,
+    done: number,
+    total: number | undefined,
+    message: string | undefined,
+  ): void;
   nodeLog(node: PlanNode, message: string): void;
   nodeEnd(node: PlanNode, outcome: NodeOutcome): void;
   end(summary: RunSummary): void;
@@ -23,7 +28,9 @@ const stdoutWrite: Write = (t) => {
 /** Picks the live display on a terminal, plain lines otherwise. */
 export function defaultReporter(opts: { quiet?: boolean } = {}): Reporter {
   if (opts.quiet) return new PlainReporter(stdoutWrite, { quiet: true });
-  return Deno.stdout.isTerminal() && !Deno.env.get("CI") ? new TtyReporter(stdoutWrite) : new PlainReporter(stdoutWrite);
+  return Deno.stdout.isTerminal() && !Deno.env.get("CI")
+    ? new TtyReporter(stdoutWrite)
+    : new PlainReporter(stdoutWrite);
 }
 
 /** Formats seconds as 1.2s, 3m04s or 1h02m. */
@@ -46,7 +53,10 @@ abstract class BaseReporter implements Reporter {
   protected t0 = performance.now();
   protected runWall = 0;
   protected jobs = 1;
-  protected running = new Map<PlanNode, { t0: number; done?: number; total?: number; message?: string }>();
+  protected running = new Map<
+    PlanNode,
+    { t0: number; done?: number; total?: number; message?: string }
+  >();
   constructor(protected write: Write) {}
 
   start(info: { plan: Plan; runId: string; toRun: number; executor: string; jobs: number }): void {
@@ -57,14 +67,22 @@ abstract class BaseReporter implements Reporter {
     const cached = p.nodes.filter((n) => n.action === "cached").length;
     const excl = p.nodes.filter((n) => n.action === "excluded").length;
     this.line(
-      `run ${p.pipeline} (${p.displayFile}): ${p.nodes.length - excl} stages, ${cached} cached, ${info.toRun} to run` +
-        (excl ? `, ${excl} excluded` : "") + (info.toRun ? ` [${info.executor}, ${info.jobs} jobs]` : ""),
+      `run ${p.pipeline} (${p.displayFile}): ${
+        p.nodes.length - excl
+      } stages, ${cached} cached, ${info.toRun} to run` +
+        (excl ? `, ${excl} excluded` : "") +
+        (info.toRun ? ` [${info.executor}, ${info.jobs} jobs]` : ""),
     );
   }
   nodeStart(node: PlanNode): void {
     this.running.set(node, { t0: performance.now() });
   }
-  nodeProgress(node: PlanNode, done: number, total: number | undefined, message: string | undefined): void {
+  nodeProgress(
+    node: PlanNode,
+    done: number,
+    total: number | undefined,
+    message: string | undefined,
+  ): void {
     const r = this.running.get(node);
     if (r) Object.assign(r, { done, total, message });
   }
@@ -81,9 +99,13 @@ abstract class BaseReporter implements Reporter {
     this.runWall += o.wallS;
     const tag = `[${this.finished}/${this.toRun}]`;
     if (o.status === "ok") this.line(`${tag} ok      ${node.name} (${formatDuration(o.wallS)})`);
-    else if (o.status === "failed") this.line(`${tag} FAILED  ${node.name}: ${firstLine(o.error?.message)}`);
-    else if (o.status === "skipped") this.line(`${tag} skipped ${node.name} (${firstLine(o.error?.message).replace(/^skipped: /, "")})`);
-    else if (o.status === "interrupted") this.line(`${tag} interrupted ${node.name}`);
+    else if (o.status === "failed") {
+      this.line(`${tag} FAILED  ${node.name}: ${firstLine(o.error?.message)}`);
+    } else if (o.status === "skipped") {
+      this.line(
+        `${tag} skipped ${node.name} (${firstLine(o.error?.message).replace(/^skipped: /, "")})`,
+      );
+    } else if (o.status === "interrupted") this.line(`${tag} interrupted ${node.name}`);
   }
   end(s: RunSummary): void {
     const c = s.counts;
@@ -92,14 +114,24 @@ abstract class BaseReporter implements Reporter {
     if (c.skipped) parts.push(`${c.skipped} skipped`);
     if (c.interrupted) parts.push(`${c.interrupted} interrupted`);
     if (c.excluded) parts.push(`${c.excluded} excluded`);
-    const head = s.status === "interrupted" ? "interrupted" : s.status === "failed" ? "finished with failures" : "done";
+    const head = s.status === "interrupted"
+      ? "interrupted"
+      : s.status === "failed"
+      ? "finished with failures"
+      : "done";
     this.line(`${head} in ${formatDuration(s.wallS)}: ${parts.join(", ")} (run ${s.runId})`);
     if (s.failures.length) {
       this.line("failed stages:");
       for (const f of s.failures) {
-        this.line(`  ${f.node.name} (${f.node.kind}, key ${f.node.key.slice(0, 12)}): ${firstLine(f.error?.message)}`);
+        this.line(
+          `  ${f.node.name} (${f.node.kind}, key ${f.node.key.slice(0, 12)}): ${
+            firstLine(f.error?.message)
+          }`,
+        );
       }
-      this.line(`details: results/failed/<key>.json, or lab query "select name, error from failures"`);
+      this.line(
+        `details: results/failed/<key>.json, or lab query "select name, error from failures"`,
+      );
     }
   }
   message(text: string): void {
@@ -121,7 +153,12 @@ export class PlainReporter extends BaseReporter {
   constructor(write: Write, private opts: { quiet?: boolean; progressEveryS?: number } = {}) {
     super(write);
   }
-  override nodeProgress(node: PlanNode, done: number, total: number | undefined, message: string | undefined): void {
+  override nodeProgress(
+    node: PlanNode,
+    done: number,
+    total: number | undefined,
+    message: string | undefined,
+  ): void {
     super.nodeProgress(node, done, total, message);
     const now = performance.now();
     const last = this.lastProgress.get(node) ?? this.running.get(node)?.t0 ?? now;
@@ -130,7 +167,11 @@ export class PlainReporter extends BaseReporter {
     this.line(`  ${node.name}: ${done}${total ? `/${total}` : ""}${message ? ` ${message}` : ""}`);
   }
   protected override line(text: string): void {
-    if (this.opts.quiet && !/^(done|finished|interrupted|failed stages|  \S.*: |details)/.test(text) && !text.includes("FAILED")) return;
+    if (
+      this.opts.quiet &&
+      !/^(done|finished|interrupted|failed stages| {2}\S.*: |details)/.test(text) &&
+      !text.includes("FAILED")
+    ) return;
     super.line(text);
   }
 }
@@ -148,7 +189,12 @@ export class TtyReporter extends BaseReporter {
       this.timer = timer;
     }
   }
-  override nodeProgress(node: PlanNode, done: number, total: number | undefined, message: string | undefined): void {
+  override nodeProgress(
+    node: PlanNode,
+    done: number,
+    total: number | undefined,
+    message: string | undefined,
+  ): void {
     super.nodeProgress(node, done, total, message);
   }
   override end(s: RunSummary): void {
@@ -175,8 +221,10 @@ export class TtyReporter extends BaseReporter {
     const el = (performance.now() - this.t0) / 1000;
     const eta = this.eta();
     const rows = [
-      `\x1b[1m${this.finished}/${this.toRun}\x1b[0m done · ${this.running.size} running · elapsed ${formatDuration(el)}` +
-        (Number.isFinite(eta) ? ` · ETA ${formatDuration(eta)}` : ""),
+      `\x1b[1m${this.finished}/${this.toRun}\x1b[0m done · ${this.running.size} running · elapsed ${
+        formatDuration(el)
+      }` +
+      (Number.isFinite(eta) ? ` · ETA ${formatDuration(eta)}` : ""),
     ];
     const now = performance.now();
     let shown = 0;
@@ -192,7 +240,8 @@ export class TtyReporter extends BaseReporter {
       }
       rows.push(`  ▸ ${node.name}${prog} (${formatDuration((now - r.t0) / 1000)})`);
     }
-    const text = rows.map((r) => r.length > width - 1 ? r.slice(0, width - 2) + "…" : r).join("\n") + "\n";
+    const text =
+      rows.map((r) => r.length > width - 1 ? r.slice(0, width - 2) + "…" : r).join("\n") + "\n";
     this.write(text);
     this.drawn = rows.length;
   }

@@ -5,7 +5,13 @@ import { environmentFor } from "./environment.ts";
 import type { NodeResult } from "./execute.ts";
 import { type Executor, InlineExecutor, LocalExecutor } from "./executor.ts";
 import { lockResults, type ResultsLock } from "./lock.ts";
-import { type LoadedPipeline, loadPipelineFile, type Plan, planPipeline, type PlanNode } from "./plan.ts";
+import {
+  type LoadedPipeline,
+  loadPipelineFile,
+  type Plan,
+  type PlanNode,
+  planPipeline,
+} from "./plan.ts";
 import type { Reporter } from "./progress.ts";
 import type { ResultWriter, RunRow, StageRow } from "./store.ts";
 
@@ -61,7 +67,10 @@ export function resultsDirFrom(explicit?: string): string {
 }
 
 /** Loads, plans and runs a pipeline file with the results folder locked. */
-export async function runPipeline(file: string | LoadedPipeline, opts: RunOptions = {}): Promise<RunSummary> {
+export async function runPipeline(
+  file: string | LoadedPipeline,
+  opts: RunOptions = {},
+): Promise<RunSummary> {
   const resultsDir = resultsDirFrom(opts.resultsDir);
   const lock = await lockResults(resultsDir, {
     purpose: `lab run ${typeof file === "string" ? file : file.displayFile}`,
@@ -80,7 +89,9 @@ export async function runPipeline(file: string | LoadedPipeline, opts: RunOption
 let runCounter = 0;
 function newRunId(): string {
   const t = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  return `${t}-${Deno.pid.toString(36)}${(runCounter++).toString(36)}${crypto.randomUUID().slice(0, 4)}`;
+  return `${t}-${Deno.pid.toString(36)}${(runCounter++).toString(36)}${
+    crypto.randomUUID().slice(0, 4)
+  }`;
 }
 
 function detectGpus(): number {
@@ -89,14 +100,22 @@ function detectGpus(): number {
   const vis = Deno.env.get("CUDA_VISIBLE_DEVICES");
   if (vis !== undefined) return vis.trim() === "" ? 0 : vis.split(",").length;
   try {
-    const out = new Deno.Command("nvidia-smi", { args: ["-L"], stdout: "piped", stderr: "null" }).outputSync();
-    if (out.success) return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("GPU")).length;
+    const out = new Deno.Command("nvidia-smi", { args: ["-L"], stdout: "piped", stderr: "null" })
+      .outputSync();
+    if (out.success) {
+      return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.startsWith("GPU"))
+        .length;
+    }
   } catch { /* no driver */ }
   return 0;
 }
 
 /** Runs a plan (the caller holds the lock): schedules, records, and reports. */
-export async function executePlan(plan: Plan, opts: RunOptions = {}, _lock?: ResultsLock): Promise<RunSummary> {
+export async function executePlan(
+  plan: Plan,
+  opts: RunOptions = {},
+  _lock?: ResultsLock,
+): Promise<RunSummary> {
   const t0 = performance.now();
   const reporter = opts.reporter;
   const cache = new CacheStore(plan.resultsDir);
@@ -110,10 +129,20 @@ export async function executePlan(plan: Plan, opts: RunOptions = {}, _lock?: Res
   const startedAt = new Date().toISOString();
   const toRun = plan.nodes.filter((n) => n.action === "run");
   const cpuSlots = Math.max(1, opts.jobs ?? (navigator.hardwareConcurrency || 1));
-  const gpuSlots = Math.max(1, opts.gpuJobs ?? (toRun.some((n) => n.stage.device === "gpu") ? detectGpus() : 1));
+  const gpuSlots = Math.max(
+    1,
+    opts.gpuJobs ?? (toRun.some((n) => n.stage.device === "gpu") ? detectGpus() : 1),
+  );
   const runEnv = environmentFor(plan.nodes.some((n) => n.stage.device === "gpu") ? "gpu" : "cpu");
 
-  const counts: Record<NodeStatus, number> = { ok: 0, cached: 0, failed: 0, skipped: 0, interrupted: 0, excluded: 0 };
+  const counts: Record<NodeStatus, number> = {
+    ok: 0,
+    cached: 0,
+    failed: 0,
+    skipped: 0,
+    interrupted: 0,
+    excluded: 0,
+  };
   const outcomes = new Map<PlanNode, NodeOutcome>();
   const runRow = (status: string, finished: boolean): RunRow => ({
     run_id: runId,
@@ -138,7 +167,12 @@ export async function executePlan(plan: Plan, opts: RunOptions = {}, _lock?: Res
     const { ResultWriter } = await import("./store.ts");
     writer = new ResultWriter(plan.resultsDir, runRow("running", false), opts.flushIntervalMs);
   }
-  const settle = (node: PlanNode, status: NodeStatus, wallS: number, error?: NodeOutcome["error"]) => {
+  const settle = (
+    node: PlanNode,
+    status: NodeStatus,
+    wallS: number,
+    error?: NodeOutcome["error"],
+  ) => {
     const o: NodeOutcome = { node, status, wallS, error };
     outcomes.set(node, o);
     counts[status]++;
@@ -181,19 +215,30 @@ export async function executePlan(plan: Plan, opts: RunOptions = {}, _lock?: Res
       if (ac.signal.aborted) break;
       const slot = slotOf(n);
       if (busy[slot] >= (slot === "gpu" ? gpuSlots : cpuSlots)) continue;
-      if (!n.deps.every((d) => { const s = outcomes.get(d)?.status; return s === "ok" || s === "cached"; })) continue;
+      if (
+        !n.deps.every((d) => {
+          const s = outcomes.get(d)?.status;
+          return s === "ok" || s === "cached";
+        })
+      ) continue;
       pending.delete(n);
       busy[slot]++;
       reporter?.nodeStart(n);
       const hooks = {
-        onProgress: (done: number, total: number | undefined, message: string | undefined) => reporter?.nodeProgress(n, done, total, message),
+        onProgress: (done: number, total: number | undefined, message: string | undefined) =>
+          reporter?.nodeProgress(n, done, total, message),
         onLog: (m: string) => reporter?.nodeLog(n, m),
       };
       running.set(
         n,
         executor.run(n, plan, hooks, ac.signal).then(
           (r) => [n, r] as [PlanNode, NodeResult],
-          (e) => [n, { status: "failed", wallS: 0, error: { message: String(e?.message ?? e), stack: e?.stack } }] as [PlanNode, NodeResult],
+          (e) =>
+            [n, {
+              status: "failed",
+              wallS: 0,
+              error: { message: String(e?.message ?? e), stack: e?.stack },
+            }] as [PlanNode, NodeResult],
         ),
       );
     }
@@ -211,11 +256,24 @@ export async function executePlan(plan: Plan, opts: RunOptions = {}, _lock?: Res
   }
   // Interrupted: let running stages see the abort and finish.
   for (const [n, r] of await Promise.all(running.values())) {
-    settle(n, r.status === "ok" ? "ok" : r.status === "failed" && !ac.signal.aborted ? "failed" : "interrupted", r.wallS, r.error);
+    settle(
+      n,
+      r.status === "ok"
+        ? "ok"
+        : r.status === "failed" && !ac.signal.aborted
+        ? "failed"
+        : "interrupted",
+      r.wallS,
+      r.error,
+    );
   }
   opts.signal?.removeEventListener("abort", onAbort);
 
-  const status = ac.signal.aborted ? "interrupted" : counts.failed || counts.skipped ? "failed" : "ok";
+  const status = ac.signal.aborted
+    ? "interrupted"
+    : counts.failed || counts.skipped
+    ? "failed"
+    : "ok";
   let rowsLoaded = 0;
   if (writer) {
     writer.run = runRow(status, true);
@@ -260,7 +318,9 @@ function stageRow(runId: string, plan: Plan, o: NodeOutcome): StageRow {
     cached: o.status === "cached",
     status: o.status === "cached" ? "ok" : o.status,
     wall_s: o.wallS,
-    error: o.error ? (o.error.stack && o.status === "failed" ? o.error.stack : o.error.message) : null,
+    error: o.error
+      ? (o.error.stack && o.status === "failed" ? o.error.stack : o.error.message)
+      : null,
     device: n.stage.device,
   };
 }

@@ -58,7 +58,10 @@ const DEFINES_STAGE = /\bdefineStage\s*\(/;
  * affected branch, not every stage defined in the same file — unless the stage is defined
  * inside that call (`definedAt` is the offset of the defineStage call).
  */
-export function stageSourceHash(moduleUrl: string, definedAt?: { line: number; col: number }): string {
+export function stageSourceHash(
+  moduleUrl: string,
+  definedAt?: { line: number; col: number },
+): string {
   const id = `${moduleUrl}#${definedAt?.line ?? 0}:${definedAt?.col ?? 0}`;
   const hit = closureHash.get(id);
   if (hit) return hit;

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Device } from "./environment.ts";
 import { currentBuild, HANDLE, type NodeSpec, type StageHandle } from "./build.ts";
-import { callerLocation, asFileUrl } from "./source_hash.ts";
+import { asFileUrl, callerLocation } from "./source_hash.ts";
 import type { InputInfo, StageContext } from "./types.ts";
 
 type InputName<S extends string> = S extends `${infer R}[]` ? R
@@ -71,7 +71,9 @@ export function defineStage<
   const I extends readonly string[] = [],
 >(def: StageDefinition<K, S, I>): StageBuilder<K, S, I> {
   if (!def.kind || !/^[A-Za-z_][\w-]*$/.test(def.kind)) {
-    throw new TypeError(`defineStage: kind must be a plain identifier, got ${JSON.stringify(def.kind)}`);
+    throw new TypeError(
+      `defineStage: kind must be a plain identifier, got ${JSON.stringify(def.kind)}`,
+    );
   }
   let moduleUrl: string;
   let definedAt: { line: number; col: number } | undefined;
@@ -112,7 +114,9 @@ export function defineStage<
     const node: NodeSpec = build.addNode(stage, args.slice(0, inputs.length), args[inputs.length]);
     if (args.length > inputs.length + 1) {
       node.problems.push(
-        `takes ${inputs.length} input(s) (${inputs.map((i) => i.name).join(", ") || "none"}) and then params, got ${args.length} arguments`,
+        `takes ${inputs.length} input(s) (${
+          inputs.map((i) => i.name).join(", ") || "none"
+        }) and then params, got ${args.length} arguments`,
       );
     }
     return node.handle as StageHandle<K>;

@@ -7,7 +7,14 @@ import { join } from "node:path";
 import { CacheStore } from "./cache.ts";
 import { canonicalJson } from "./canonical.ts";
 import { LabError } from "./errors.ts";
-import { type ColumnType, RECORD_TABLE_BY_NAME, RECORD_TABLES, SYSTEM_TABLES, type TableDef, VIEWS } from "./tables.ts";
+import {
+  type ColumnType,
+  RECORD_TABLE_BY_NAME,
+  RECORD_TABLES,
+  SYSTEM_TABLES,
+  type TableDef,
+  VIEWS,
+} from "./tables.ts";
 import type { EntryMeta, Row } from "./types.ts";
 
 /** A row of the runs table. */
@@ -73,18 +80,26 @@ export class LabDatabase {
    * Opens (read-write: creates and migrates the schema) or read-only. A database busy in
    * another process is retried for `waitMs`, then reported plainly.
    */
-  static async open(path: string, opts: { readOnly?: boolean; waitMs?: number } = {}): Promise<LabDatabase> {
+  static async open(
+    path: string,
+    opts: { readOnly?: boolean; waitMs?: number } = {},
+  ): Promise<LabDatabase> {
     if (opts.readOnly) {
       try {
         Deno.statSync(path);
       } catch {
-        throw new LabError(`no results database at ${path} yet: run a pipeline first (lab run <pipeline.ts>)`);
+        throw new LabError(
+          `no results database at ${path} yet: run a pipeline first (lab run <pipeline.ts>)`,
+        );
       }
     }
     const deadline = Date.now() + (opts.waitMs ?? 10_000);
     for (;;) {
       try {
-        const instance = await DuckDBInstance.create(path, opts.readOnly ? { access_mode: "READ_ONLY" } : {});
+        const instance = await DuckDBInstance.create(
+          path,
+          opts.readOnly ? { access_mode: "READ_ONLY" } : {},
+        );
         const conn = await instance.connect();
         const db = new LabDatabase(path, instance, conn, !!opts.readOnly);
         if (!opts.readOnly) await db.ensureSchema();
@@ -93,7 +108,9 @@ export class LabDatabase {
         const msg = (e as Error).message ?? String(e);
         if (!/lock/i.test(msg)) throw e;
         if (Date.now() > deadline) {
-          throw new LabError(`${path} is busy (another lab process is writing it); try again in a moment`);
+          throw new LabError(
+            `${path} is busy (another lab process is writing it); try again in a moment`,
+          );
         }
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -114,24 +131,32 @@ export class LabDatabase {
     const tables = new Set(r.getRows().map(([t]) => String(t)));
     for (const t of [...SYSTEM_TABLES, ...RECORD_TABLES.map(withKey)]) {
       if (!tables.has(t.name)) {
-        await this.conn.run(`CREATE TABLE ${q(t.name)} (${t.columns.map(([c, ty]) => `${q(c)} ${ty}`).join(", ")})`);
+        await this.conn.run(
+          `CREATE TABLE ${q(t.name)} (${t.columns.map(([c, ty]) => `${q(c)} ${ty}`).join(", ")})`,
+        );
         continue;
       }
       for (const [c, ty] of t.columns) {
-        if (!have.has(`${t.name}.${c}`)) await this.conn.run(`ALTER TABLE ${q(t.name)} ADD COLUMN ${q(c)} ${ty}`);
+        if (!have.has(`${t.name}.${c}`)) {
+          await this.conn.run(`ALTER TABLE ${q(t.name)} ADD COLUMN ${q(c)} ${ty}`);
+        }
       }
     }
     if (!tables.has("results_wide")) await this.refreshViews();
   }
 
   /** Runs SQL and returns column names, types and JSON-friendly rows. */
-  async query(sql: string): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
+  async query(
+    sql: string,
+  ): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
     const reader = await this.conn.runAndReadAll(sql);
     const columns = reader.columnNames();
     const types = reader.columnTypes().map((t) => t.toString());
     const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
     // BIGINT and friends come back as strings; give numbers where they are exact.
-    const intCols = columns.filter((_, i) => /^(U?(BIG|SMALL|TINY|HUGE)?INT(EGER)?|UHUGEINT)$/.test(types[i]));
+    const intCols = columns.filter((_, i) =>
+      /^(U?(BIG|SMALL|TINY|HUGE)?INT(EGER)?|UHUGEINT)$/.test(types[i])
+    );
     if (intCols.length) {
       for (const row of rows) {
         for (const c of intCols) {
@@ -146,7 +171,9 @@ export class LabDatabase {
   /** Current columns of a table, in order (empty when it does not exist). */
   async columnsOf(table: string): Promise<[string, string][]> {
     const r = await this.conn.runAndReadAll(
-      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ${lit(table)} ORDER BY ordinal_position`,
+      `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ${
+        lit(table)
+      } ORDER BY ordinal_position`,
     );
     return r.getRows().map((x) => [String(x[0]), String(x[1])]);
   }
@@ -186,7 +213,15 @@ export class LabDatabase {
   }
 
   async appendStages(rows: StageRow[]): Promise<void> {
-    await this.append("stages", rows.map((r) => ({ ...r, params: canonicalJson(r.params), inputs: canonicalJson(r.inputs), coords: canonicalJson(r.coords) })));
+    await this.append(
+      "stages",
+      rows.map((r) => ({
+        ...r,
+        params: canonicalJson(r.params),
+        inputs: canonicalJson(r.inputs),
+        coords: canonicalJson(r.coords),
+      })),
+    );
   }
 
   /** Keys whose cache entry is already loaded. */
@@ -245,7 +280,9 @@ export class LabDatabase {
       `SELECT DISTINCT table_name FROM information_schema.columns WHERE table_schema='main' AND column_name='key' AND table_name NOT IN ('stages')
        AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type='BASE TABLE')`,
     );
-    for (const [t] of tables.getRows()) await this.conn.run(`DELETE FROM ${q(String(t))} WHERE key IN (${list})`);
+    for (const [t] of tables.getRows()) {
+      await this.conn.run(`DELETE FROM ${q(String(t))} WHERE key IN (${list})`);
+    }
   }
 
   private async ensureCustomTable(table: string, rows: Row[]): Promise<void> {
@@ -262,7 +299,9 @@ export class LabDatabase {
     }
     if (!existing.size) {
       const cols = [["key", "VARCHAR"], ...[...types].sort(([a], [b]) => a.localeCompare(b))];
-      await this.conn.run(`CREATE TABLE ${q(table)} (${cols.map(([c, t]) => `${q(c)} ${t}`).join(", ")})`);
+      await this.conn.run(
+        `CREATE TABLE ${q(table)} (${cols.map(([c, t]) => `${q(c)} ${t}`).join(", ")})`,
+      );
       return;
     }
     for (const [c, t] of [...types].sort(([a], [b]) => a.localeCompare(b))) {
@@ -277,34 +316,58 @@ export class LabDatabase {
     const used = new Set(fixed);
     const coordSel = coordCols.filter(([k]) => !used.has(k)).map(([k, t]) => {
       used.add(k);
-      return `TRY_CAST(json_extract_string(s.coords, ${lit("$." + jsonPathKey(k))}) AS ${t}) AS ${q(k)}`;
+      return `TRY_CAST(json_extract_string(s.coords, ${lit("$." + jsonPathKey(k))}) AS ${t}) AS ${
+        q(k)
+      }`;
     });
     await this.conn.run(
-      `CREATE OR REPLACE VIEW stages_wide AS SELECT s.*${coordSel.map((c) => ", " + c).join("")} FROM stages s`,
+      `CREATE OR REPLACE VIEW stages_wide AS SELECT s.*${
+        coordSel.map((c) => ", " + c).join("")
+      } FROM stages s`,
     );
-    const wideUsed = new Set(["pipeline", "name", "kind", "key", "status", "run_id", "params", "coords", "wall_s", "cached"]);
+    const wideUsed = new Set([
+      "pipeline",
+      "name",
+      "kind",
+      "key",
+      "status",
+      "run_id",
+      "params",
+      "coords",
+      "wall_s",
+      "cached",
+    ]);
     const coordNames = coordCols.map(([k]) => k).filter((k) => !fixed.has(k));
     for (const k of coordNames) wideUsed.add(k);
-    const paramCols = (await this.jsonColumns("stages", "params")).filter(([k]) => !wideUsed.has(k));
+    const paramCols = (await this.jsonColumns("stages", "params")).filter(([k]) =>
+      !wideUsed.has(k)
+    );
     for (const [k] of paramCols) wideUsed.add(k);
-    const metricNames = (await this.conn.runAndReadAll("SELECT DISTINCT name FROM metrics WHERE name IS NOT NULL ORDER BY name"))
+    const metricNames = (await this.conn.runAndReadAll(
+      "SELECT DISTINCT name FROM metrics WHERE name IS NOT NULL ORDER BY name",
+    ))
       .getRows().map((r) => String(r[0]));
     const metricSel = metricNames.map((m) => {
       const col = wideUsed.has(m) ? `metric_${m}` : m;
       wideUsed.add(col);
       return `max(value) FILTER (WHERE name = ${lit(m)}) AS ${q(col)}`;
     });
-    const latest = `SELECT s.*, r.started_at AS run_started_at FROM stages_wide s JOIN runs r USING (run_id)
+    const latest =
+      `SELECT s.*, r.started_at AS run_started_at FROM stages_wide s JOIN runs r USING (run_id)
       WHERE s.status = 'ok'
       QUALIFY row_number() OVER (PARTITION BY s.key ORDER BY r.started_at DESC, r.run_id DESC) = 1`;
-    const metricsWide = `SELECT key${metricSel.map((m) => ", " + m).join("")} FROM metrics GROUP BY key`;
+    const metricsWide = `SELECT key${
+      metricSel.map((m) => ", " + m).join("")
+    } FROM metrics GROUP BY key`;
     const select = [
       "l.pipeline",
       "l.name",
       "l.kind",
       "l.key",
       ...coordNames.map((k) => `l.${q(k)}`),
-      ...paramCols.map(([k, t]) => `TRY_CAST(json_extract_string(l.params, ${lit("$." + jsonPathKey(k))}) AS ${t}) AS ${q(k)}`),
+      ...paramCols.map(([k, t]) =>
+        `TRY_CAST(json_extract_string(l.params, ${lit("$." + jsonPathKey(k))}) AS ${t}) AS ${q(k)}`
+      ),
       "l.params",
       "l.wall_s",
       "l.run_id",
@@ -320,7 +383,9 @@ export class LabDatabase {
   /** Top-level scalar keys of a JSON column with a SQL type that fits all their values. */
   private async jsonColumns(table: string, column: string): Promise<[string, string][]> {
     const r = await this.conn.runAndReadAll(
-      `WITH k AS (SELECT DISTINCT unnest(json_keys(${q(column)})) AS k FROM ${q(table)} WHERE ${q(column)} IS NOT NULL)
+      `WITH k AS (SELECT DISTINCT unnest(json_keys(${q(column)})) AS k FROM ${q(table)} WHERE ${
+        q(column)
+      } IS NOT NULL)
        SELECT k.k, list(DISTINCT json_type(${q(column)}, '$.' || to_json(k.k)::VARCHAR)) AS types
        FROM k, ${q(table)} WHERE json_type(${q(column)}, '$.' || to_json(k.k)::VARCHAR) IS NOT NULL
        GROUP BY k.k ORDER BY k.k`,
@@ -331,7 +396,9 @@ export class LabDatabase {
       if ([...set].some((t) => t === "OBJECT" || t === "ARRAY")) continue;
       let ty = "VARCHAR";
       if (set.size && [...set].every((t) => t === "BIGINT" || t === "UBIGINT")) ty = "BIGINT";
-      else if (set.size && [...set].every((t) => t === "BIGINT" || t === "UBIGINT" || t === "DOUBLE")) ty = "DOUBLE";
+      else if (
+        set.size && [...set].every((t) => t === "BIGINT" || t === "UBIGINT" || t === "DOUBLE")
+      ) ty = "DOUBLE";
       else if (set.size === 1 && set.has("BOOLEAN")) ty = "BOOLEAN";
       out.push([k, ty]);
     }
@@ -368,7 +435,9 @@ function appendValue(a: Appender, type: string, v: unknown): void {
     case "INTEGER": {
       const n = typeof v === "number" ? v : Number(v);
       if (!Number.isFinite(n)) return a.appendNull();
-      return type === "BIGINT" ? a.appendBigInt(BigInt(Math.round(n))) : a.appendInteger(Math.round(n));
+      return type === "BIGINT"
+        ? a.appendBigInt(BigInt(Math.round(n)))
+        : a.appendInteger(Math.round(n));
     }
     case "BOOLEAN":
       return a.appendBoolean(typeof v === "string" ? v === "true" : Boolean(v));
@@ -408,7 +477,9 @@ export class ResultWriter {
     this.stages.push(row);
     this.pendingStages.push(row);
     if (load) this.pendingKeys.push(row.key);
-    if (!this.flushing && Date.now() - this.lastFlush > this.intervalMs) this.flushing = this.flush();
+    if (!this.flushing && Date.now() - this.lastFlush > this.intervalMs) {
+      this.flushing = this.flush();
+    }
   }
 
   /** Writes everything queued (waits for a flush in progress first). */
@@ -468,11 +539,15 @@ export function readManifests(resultsDir: string): RunManifest[] {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  return out.sort((a, b) => a.run.started_at.localeCompare(b.run.started_at) || a.run.run_id.localeCompare(b.run.run_id));
+  return out.sort((a, b) =>
+    a.run.started_at.localeCompare(b.run.started_at) || a.run.run_id.localeCompare(b.run.run_id)
+  );
 }
 
 /** Recreates lab.duckdb from run manifests and cache entries alone. Returns row counts. */
-export async function rebuildDatabase(resultsDir: string): Promise<{ runs: number; stages: number; entries: number; rows: number }> {
+export async function rebuildDatabase(
+  resultsDir: string,
+): Promise<{ runs: number; stages: number; entries: number; rows: number }> {
   const path = databasePath(resultsDir);
   const tmp = `${path}.rebuild-${Deno.pid}`;
   for (const p of [tmp, tmp + ".wal"]) {

@@ -93,7 +93,10 @@ export const RECORD_TABLES: TableDef[] = [
   },
   {
     name: "evals",
-    columns: [["dataset", "VARCHAR"], ["metric", "VARCHAR"], ["value", "DOUBLE"], ["tokens", "BIGINT"]],
+    columns: [["dataset", "VARCHAR"], ["metric", "VARCHAR"], ["value", "DOUBLE"], [
+      "tokens",
+      "BIGINT",
+    ]],
   },
   {
     name: "train_steps",
@@ -141,6 +144,12 @@ export const VIEWS: { name: string; sql: string }[] = [
 export const GENERATED_VIEWS = ["stages_wide", "results_wide"] as const;
 
 /** Names stages may not record into. */
-export const RESERVED_TABLES = new Set([...SYSTEM_TABLES.map((t) => t.name), ...VIEWS.map((v) => v.name), ...GENERATED_VIEWS]);
+export const RESERVED_TABLES = new Set([
+  ...SYSTEM_TABLES.map((t) => t.name),
+  ...VIEWS.map((v) => v.name),
+  ...GENERATED_VIEWS,
+]);
 
-export const RECORD_TABLE_BY_NAME: Map<string, TableDef> = new Map(RECORD_TABLES.map((t) => [t.name, t]));
+export const RECORD_TABLE_BY_NAME: Map<string, TableDef> = new Map(
+  RECORD_TABLES.map((t) => [t.name, t]),
+);

@@ -51,7 +51,10 @@ export interface InputInfo {
 }
 
 /** What a stage's run() receives. */
-export interface StageContext<P = unknown, I = Record<string, InputInfo | InputInfo[] | undefined>> {
+export interface StageContext<
+  P = unknown,
+  I = Record<string, InputInfo | InputInfo[] | undefined>,
+> {
   key: string;
   kind: string;
   name: string;

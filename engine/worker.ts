@@ -41,13 +41,19 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
   let result: NodeResult;
   try {
     const loaded = await loadPipelineFile(opts.pipeline);
-    const plan = await planPipeline(loaded, { resultsDir: resolve(opts.results), checkCache: false });
+    const plan = await planPipeline(loaded, {
+      resultsDir: resolve(opts.results),
+      checkCache: false,
+    });
     const found = plan.byKey.get(opts.key);
     if (!found) {
       result = {
         status: "failed",
         wallS: 0,
-        error: { message: `no stage with key ${opts.key} in ${loaded.displayFile} (was it edited during the run?)` },
+        error: {
+          message:
+            `no stage with key ${opts.key} in ${loaded.displayFile} (was it edited during the run?)`,
+        },
       };
     } else {
       found.forced = !!opts.replace;
@@ -57,7 +63,11 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
       }, ac.signal);
     }
   } catch (e) {
-    result = { status: "failed", wallS: 0, error: { message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack } };
+    result = {
+      status: "failed",
+      wallS: 0,
+      error: { message: (e as Error)?.message ?? String(e), stack: (e as Error)?.stack },
+    };
   }
   const { meta: _meta, ...slim } = result;
   emit({ t: "result", result: slim });

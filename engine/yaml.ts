@@ -35,7 +35,11 @@ export function fromYaml<T = Record<string, unknown>>(
   }
   if (overrides) {
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      throw new LabError(`config ${file}${path ? ` section "${path}"` : ""} is not a mapping; cannot apply overrides`);
+      throw new LabError(
+        `config ${file}${
+          path ? ` section "${path}"` : ""
+        } is not a mapping; cannot apply overrides`,
+      );
     }
     value = { ...value, ...overrides };
   }

@@ -38,7 +38,9 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     const err = e as { code?: string; exitCode?: number };
     if (typeof err?.code === "string" && err.code.startsWith("commander.")) {
-      return err.code === "commander.helpDisplayed" || err.code === "commander.version" ? 0 : err.exitCode ?? 2;
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version"
+        ? 0
+        : err.exitCode ?? 2;
     }
     if (e instanceof LabError) {
       console.error(`error: ${e.message}`);

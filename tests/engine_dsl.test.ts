@@ -8,9 +8,13 @@ import {
   planPipeline,
   setEnvironmentProvider,
 } from "../engine/mod.ts";
-import { basicPipeline, ENGINE, FIXTURE_STAGES, FIXTURES, tempProject } from "./engine_helpers.ts";
+import { ENGINE, FIXTURE_STAGES, FIXTURES, tempProject } from "./engine_helpers.ts";
 
-async function plan(file: string, results: string, extra: { force?: string[]; only?: string[] } = {}) {
+async function plan(
+  file: string,
+  results: string,
+  extra: { force?: string[]; only?: string[] } = {},
+) {
   return await planPipeline(await loadPipelineFile(file), { resultsDir: results, ...extra });
 }
 
@@ -27,9 +31,25 @@ async function planError(file: string, results: string): Promise<string> {
 Deno.test("sweep expands into named nodes with coordinates, inputs and distinct keys", async () => {
   const p = await plan(join(FIXTURES, "basic.ts"), tempProject().results);
   assert.equal(p.pipeline, "basic");
-  assert.deepEqual(p.nodes.map((n) => n.name), ["source", "scale[factor=1]", "scale[factor=2]", "scale[factor=3]", "combine"]);
-  assert.deepEqual(p.nodes.map((n) => n.coords), [{}, { factor: 1 }, { factor: 2 }, { factor: 3 }, {}]);
-  assert.deepEqual(p.nodes[4].deps.map((d) => d.name), ["scale[factor=1]", "scale[factor=2]", "scale[factor=3]"]);
+  assert.deepEqual(p.nodes.map((n) => n.name), [
+    "source",
+    "scale[factor=1]",
+    "scale[factor=2]",
+    "scale[factor=3]",
+    "combine",
+  ]);
+  assert.deepEqual(p.nodes.map((n) => n.coords), [
+    {},
+    { factor: 1 },
+    { factor: 2 },
+    { factor: 3 },
+    {},
+  ]);
+  assert.deepEqual(p.nodes[4].deps.map((d) => d.name), [
+    "scale[factor=1]",
+    "scale[factor=2]",
+    "scale[factor=3]",
+  ]);
   assert.equal(new Set(p.nodes.map((n) => n.key)).size, 5);
   assert.deepEqual(p.nodes[1].params, { factor: 1, fail: false });
   assert.deepEqual(p.nodes[0].params, { n: 4 });
@@ -55,10 +75,20 @@ export default pipeline("grid", ({ grid, zip, sample }) => {
   );
   const p = await plan(file, t.results);
   const scales = p.nodes.filter((n) => n.kind === "scale" && !n.name.startsWith("z"));
-  assert.deepEqual(scales.map((n) => [n.coords.n, n.coords.factor]), [[1, 1], [1, 2], [1, 3], [2, 1], [2, 2], [2, 3]]);
+  assert.deepEqual(scales.map((n) => [n.coords.n, n.coords.factor]), [
+    [1, 1],
+    [1, 2],
+    [1, 3],
+    [2, 1],
+    [2, 2],
+    [2, 3],
+  ]);
   assert.equal(scales[0].name, "scale[n=1,factor=1]");
   const z = p.nodes.filter((n) => n.name.startsWith("z"));
-  assert.deepEqual(z.map((n) => [n.name, n.coords]), [["z5", { n: 5, factor: 7 }], ["z6", { n: 6, factor: 8 }]]);
+  assert.deepEqual(z.map((n) => [n.name, n.coords]), [["z5", { n: 5, factor: 7 }], ["z6", {
+    n: 6,
+    factor: 8,
+  }]]);
   const sampled = p.nodes.filter((n) => n.kind === "source" && Object.keys(n.coords).includes("x"));
   assert.equal(sampled.length, 3);
   // Same seed, same sample.
@@ -82,7 +112,10 @@ export default pipeline("bad", ({ sweep }) => {
 `,
   );
   const msg = await planError(file, t.results);
-  assert.match(msg, /bad_type\.ts: stage "scale\[factor=two\]" \(scale\): field "factor": .*expected number.*got "two"/);
+  assert.match(
+    msg,
+    /bad_type\.ts: stage "scale\[factor=two\]" \(scale\): field "factor": .*expected number.*got "two"/,
+  );
   assert.doesNotMatch(msg, /factor=1\]/);
   // Nothing ran: no cache folder was even created.
   assert.throws(() => Deno.statSync(join(t.results, "cache")));
@@ -98,7 +131,10 @@ export default pipeline("unknown", () => { scale(source(), { factr: 2 }); });
 `,
   );
   const msg = await planError(file, t.results);
-  assert.match(msg, /unknown\.ts: stage "scale": unknown field "factr" \(did you mean "factor"\?\)/);
+  assert.match(
+    msg,
+    /unknown\.ts: stage "scale": unknown field "factr" \(did you mean "factor"\?\)/,
+  );
   assert.match(msg, /stage "scale": field "factor": .*expected number/);
 });
 
@@ -112,7 +148,10 @@ import { scale } from "${FIXTURE_STAGES}";
 export default pipeline("missing", () => { (scale as any)({ factor: 2 }); });
 `,
   );
-  assert.match(await planError(missing, t.results), /missing\.ts: stage "scale": input "src" got \{"factor":2\}: expected the handle/);
+  assert.match(
+    await planError(missing, t.results),
+    /missing\.ts: stage "scale": input "src" got \{"factor":2\}: expected the handle/,
+  );
 
   const badRef = t.write(
     "bad_ref.ts",
@@ -121,7 +160,10 @@ import { scale } from "${FIXTURE_STAGES}";
 export default pipeline("bad-ref", ({ ref }) => { scale(ref("nowhere"), { factor: 1 }); });
 `,
   );
-  assert.match(await planError(badRef, t.results), /bad_ref\.ts: stage "scale": input "src": ref\("nowhere"\) names no stage/);
+  assert.match(
+    await planError(badRef, t.results),
+    /bad_ref\.ts: stage "scale": input "src": ref\("nowhere"\) names no stage/,
+  );
 
   const cycle = t.write(
     "cycle.ts",
@@ -133,16 +175,28 @@ export default pipeline("cycle", ({ ref }) => {
 });
 `,
   );
-  assert.match(await planError(cycle, t.results), /cycle\.ts: stages form a cycle: (a -> b -> a|b -> a -> b)/);
+  assert.match(
+    await planError(cycle, t.results),
+    /cycle\.ts: stages form a cycle: (a -> b -> a|b -> a -> b)/,
+  );
 });
 
 Deno.test("unknown pipeline file and a file without a pipeline", async () => {
   const t = tempProject();
-  await assert.rejects(() => loadPipelineFile(join(t.dir, "nope.ts")), /pipeline file not found: .*nope\.ts/);
+  await assert.rejects(
+    () => loadPipelineFile(join(t.dir, "nope.ts")),
+    /pipeline file not found: .*nope\.ts/,
+  );
   const notPipeline = t.write("plain.ts", "export default 42;\n");
-  await assert.rejects(() => loadPipelineFile(notPipeline), /plain\.ts has no default export made by pipeline/);
+  await assert.rejects(
+    () => loadPipelineFile(notPipeline),
+    /plain\.ts has no default export made by pipeline/,
+  );
   const broken = t.write("broken.ts", "throw new Error('kaput');\nexport default 1;\n");
-  await assert.rejects(() => loadPipelineFile(broken), /pipeline file .*broken\.ts failed to load: kaput/);
+  await assert.rejects(
+    () => loadPipelineFile(broken),
+    /pipeline file .*broken\.ts failed to load: kaput/,
+  );
 });
 
 Deno.test("defaults are part of the key; explicit defaults give the same key", async () => {
@@ -184,7 +238,9 @@ Deno.test("fromYaml: the content is in the key, not the path; overrides merge", 
       name,
       `import { fromYaml, pipeline } from "${ENGINE}";
 import { source } from "${FIXTURE_STAGES}";
-export default pipeline("yaml", () => { source(fromYaml(${JSON.stringify(join(t.dir, yaml))}, "lora"${override})); });
+export default pipeline("yaml", () => { source(fromYaml(${
+        JSON.stringify(join(t.dir, yaml))
+      }, "lora"${override})); });
 `,
     );
   const a = await plan(mk("ya.ts", "a.yaml"), t.results);
@@ -195,7 +251,10 @@ export default pipeline("yaml", () => { source(fromYaml(${JSON.stringify(join(t.
   assert.deepEqual(c.nodes[0].params, { n: 6, label: "x" });
   assert.notEqual(c.nodes[0].key, a.nodes[0].key);
   const missing = mk("yd.ts", "nope.yaml");
-  await assert.rejects(() => plan(missing, t.results), /yd\.ts: building pipeline "yaml" failed: config file not found/);
+  await assert.rejects(
+    () => plan(missing, t.results),
+    /yd\.ts: building pipeline "yaml" failed: config file not found/,
+  );
 });
 
 Deno.test("editing a stage module changes the keys of its stages and their descendants only", async () => {
@@ -224,7 +283,8 @@ export default pipeline("edit", () => {
 });
 `,
   );
-  const keys = async () => Object.fromEntries((await plan(file, t.results)).nodes.map((n) => [n.name, n.key]));
+  const keys = async () =>
+    Object.fromEntries((await plan(file, t.results)).nodes.map((n) => [n.name, n.key]));
   const k1 = await keys();
   t.write("stage_a.ts", stageModule("alpha", "// a comment changes the source\n"));
   clearSourceCache();
@@ -234,7 +294,10 @@ export default pipeline("edit", () => {
   assert.equal(k2.b_alone, k1.b_alone, "unrelated stage keeps its key");
   // A helper module imported by stage_b is part of stage_b's source.
   t.write("helper.ts", "export const h = 1;\n");
-  t.write("stage_b.ts", stageModule("beta", 'import { h } from "./helper.ts";\nexport const hh = h;\n'));
+  t.write(
+    "stage_b.ts",
+    stageModule("beta", 'import { h } from "./helper.ts";\nexport const hh = h;\n'),
+  );
   clearSourceCache();
   const k3 = await keys();
   t.write("helper.ts", "export const h = 2;\n");
@@ -271,15 +334,26 @@ Deno.test("--only and --force select by name or kind glob", async () => {
   const file = join(FIXTURES, "basic.ts");
   const t = tempProject();
   const only = await plan(file, t.results, { only: ["*factor=2]"] });
-  assert.deepEqual(only.nodes.filter((n) => n.action !== "excluded").map((n) => n.name), ["source", "scale[factor=2]"]);
+  assert.deepEqual(only.nodes.filter((n) => n.action !== "excluded").map((n) => n.name), [
+    "source",
+    "scale[factor=2]",
+  ]);
   const forced = await plan(file, t.results, { force: ["scale"] });
-  assert.deepEqual(forced.nodes.filter((n) => n.forced).map((n) => n.name), ["scale[factor=1]", "scale[factor=2]", "scale[factor=3]", "combine"]);
-  await assert.rejects(() => plan(file, t.results, { force: ["nothing*"] }), /--force nothing\* matches no stage/);
+  assert.deepEqual(forced.nodes.filter((n) => n.forced).map((n) => n.name), [
+    "scale[factor=1]",
+    "scale[factor=2]",
+    "scale[factor=3]",
+    "combine",
+  ]);
+  await assert.rejects(
+    () => plan(file, t.results, { force: ["nothing*"] }),
+    /--force nothing\* matches no stage/,
+  );
 });
 
 Deno.test("builders outside a pipeline and PipelineError shape", async () => {
   const { source } = await import("./fixtures/pipelines/stages.ts");
   assert.throws(() => source({ n: 1 }), /called outside a pipeline/);
   const e = new PipelineError(["a", "b"]);
-  assert.match(e.message, /2 problems:\n  - a\n  - b/);
+  assert.match(e.message, /2 problems:\n {2}- a\n {2}- b/);
 });

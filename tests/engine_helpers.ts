@@ -8,7 +8,11 @@ export const FIXTURE_STAGES = new URL("./fixtures/pipelines/stages.ts", import.m
 export const FIXTURES = fileURLToPath(new URL("./fixtures/pipelines/", import.meta.url));
 
 /** A scratch folder with a results folder inside; files written into it may import ENGINE. */
-export function tempProject(): { dir: string; results: string; write(name: string, text: string): string } {
+export function tempProject(): {
+  dir: string;
+  results: string;
+  write(name: string, text: string): string;
+} {
   const dir = Deno.makeTempDirSync({ prefix: "lab-test-" });
   return {
     dir,
@@ -22,7 +26,11 @@ export function tempProject(): { dir: string; results: string; write(name: strin
 }
 
 /** A pipeline file over the fixture stages: source -> scale per factor -> combine. */
-export function basicPipeline(name: string, factors: number[], opts: { fail?: number[] } = {}): string {
+export function basicPipeline(
+  name: string,
+  factors: number[],
+  opts: { fail?: number[] } = {},
+): string {
   return `import { pipeline } from "${ENGINE}";
 import { combine, scale, source } from "${FIXTURE_STAGES}";
 export default pipeline(${JSON.stringify(name)}, ({ sweep }) => {
@@ -42,7 +50,15 @@ export async function lab(
   opts: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", "--config", join(ROOT, "deno.json"), join(ROOT, "tasks/lab.ts"), ...args],
+    args: [
+      "run",
+      "-A",
+      "--quiet",
+      "--config",
+      join(ROOT, "deno.json"),
+      join(ROOT, "tasks/lab.ts"),
+      ...args,
+    ],
     cwd: opts.cwd ?? ROOT,
     env: { NO_COLOR: "1", ...opts.env },
     stdout: "piped",
@@ -64,7 +80,10 @@ export async function queryRows(results: string, sql: string): Promise<Record<st
 }
 
 /** Names of stages by status in a run summary. */
-export function namesWith(summary: { outcomes: { node: { name: string }; status: string }[] }, status: string): string[] {
+export function namesWith(
+  summary: { outcomes: { node: { name: string }; status: string }[] },
+  status: string,
+): string[] {
   return summary.outcomes.filter((o) => o.status === status).map((o) => o.node.name).sort();
 }
 

@@ -1,7 +1,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CacheStore, clearSourceCache, lockResults, runPipeline, type RunOptions } from "../engine/mod.ts";
-import { basicPipeline, ENGINE, FIXTURE_STAGES, namesWith, queryRows, tempProject } from "./engine_helpers.ts";
+import {
+  CacheStore,
+  clearSourceCache,
+  lockResults,
+  type RunOptions,
+  runPipeline,
+} from "../engine/mod.ts";
+import {
+  basicPipeline,
+  ENGINE,
+  FIXTURE_STAGES,
+  namesWith,
+  queryRows,
+  tempProject,
+} from "./engine_helpers.ts";
 
 const inline = (results: string, extra: Partial<RunOptions> = {}): RunOptions => ({
   resultsDir: results,
@@ -29,14 +42,26 @@ Deno.test("a second run of an unchanged pipeline executes nothing", async () => 
   assert.deepEqual(meta.coords, { factor: 2 });
   assert.deepEqual(meta.records, { metrics: 1, evals: 1 });
   assert.deepEqual(meta.output, { sum: 20 });
-  assert.deepEqual(JSON.parse(Deno.readTextFileSync(join(cache.entryDir(scale2.key), "artifacts", "numbers.json"))), [2, 4, 6, 8]);
-  assert.deepEqual(cache.readRecords(scale2.key).get("metrics"), [{ name: "sum", value: 20, unit: "units" }]);
+  assert.deepEqual(
+    JSON.parse(
+      Deno.readTextFileSync(join(cache.entryDir(scale2.key), "artifacts", "numbers.json")),
+    ),
+    [2, 4, 6, 8],
+  );
+  assert.deepEqual(cache.readRecords(scale2.key).get("metrics"), [{
+    name: "sum",
+    value: 20,
+    unit: "units",
+  }]);
 });
 
 Deno.test("changing one sweep value re-runs only that branch and what depends on it", async () => {
   const t = tempProject();
   await runPipeline(t.write("p1.ts", basicPipeline("basic", [1, 2, 3])), inline(t.results));
-  const s = await runPipeline(t.write("p2.ts", basicPipeline("basic", [1, 2, 4])), inline(t.results));
+  const s = await runPipeline(
+    t.write("p2.ts", basicPipeline("basic", [1, 2, 4])),
+    inline(t.results),
+  );
   assert.deepEqual(namesWith(s, "ok"), ["combine", "scale[factor=4]"]);
   assert.deepEqual(namesWith(s, "cached"), ["scale[factor=1]", "scale[factor=2]", "source"]);
 });
@@ -85,7 +110,12 @@ export default pipeline("fail", ({ sweep }) => {
   assert.equal(s.status, "failed");
   assert.deepEqual(namesWith(s, "failed"), ["scale[factor=2]"]);
   assert.deepEqual(namesWith(s, "skipped"), ["after_fail", "combine", "deep"]);
-  assert.deepEqual(namesWith(s, "ok"), ["combine_ok", "scale[factor=1]", "scale[factor=3]", "source"]);
+  assert.deepEqual(namesWith(s, "ok"), [
+    "combine_ok",
+    "scale[factor=1]",
+    "scale[factor=3]",
+    "source",
+  ]);
   assert.equal(s.failures.length, 1);
   assert.match(s.failures[0].error!.message, /factor 2 was asked to fail/);
   const cache = new CacheStore(t.results);
@@ -95,7 +125,10 @@ export default pipeline("fail", ({ sweep }) => {
   assert.equal(fmeta.status, "failed");
   assert.match(fmeta.error!.message, /asked to fail/);
   assert.match(fmeta.error!.stack!, /stages\.ts/);
-  const rows = await queryRows(t.results, "SELECT name, status, cached, error FROM stages ORDER BY name");
+  const rows = await queryRows(
+    t.results,
+    "SELECT name, status, cached, error FROM stages ORDER BY name",
+  );
   assert.deepEqual(rows.map((r) => [r.name, r.status]), [
     ["after_fail", "skipped"],
     ["combine", "skipped"],
@@ -144,14 +177,19 @@ const meet = defineStage({
 });
 export default pipeline("meet", ({ sweep }) => {
   const src = source();
-  for (const id of sweep("id", [1, 2, 3])) meet(src, { id, dir: ${JSON.stringify(rendezvous)}, of: 3 });
+  for (const id of sweep("id", [1, 2, 3])) meet(src, { id, dir: ${
+      JSON.stringify(rendezvous)
+    }, of: 3 });
 });
 `,
   );
   const s = await runPipeline(file, inline(t.results, { jobs: 3 }));
   assert.equal(s.status, "ok", s.failures.map((f) => f.error?.message).join());
   const rows = await queryRows(t.results, "SELECT id, input_status FROM meetings ORDER BY id");
-  assert.deepEqual(rows, [{ id: 1, input_status: "ok" }, { id: 2, input_status: "ok" }, { id: 3, input_status: "ok" }]);
+  assert.deepEqual(rows, [{ id: 1, input_status: "ok" }, { id: 2, input_status: "ok" }, {
+    id: 3,
+    input_status: "ok",
+  }]);
 });
 
 Deno.test("--force re-runs a kind and its descendants; --only runs a subset", async () => {
@@ -162,7 +200,12 @@ Deno.test("--force re-runs a kind and its descendants; --only runs a subset", as
   assert.equal(only.counts.excluded, 3);
   await runPipeline(file, inline(t.results));
   const forced = await runPipeline(file, inline(t.results, { force: ["scale"] }));
-  assert.deepEqual(namesWith(forced, "ok"), ["combine", "scale[factor=1]", "scale[factor=2]", "scale[factor=3]"]);
+  assert.deepEqual(namesWith(forced, "ok"), [
+    "combine",
+    "scale[factor=1]",
+    "scale[factor=2]",
+    "scale[factor=3]",
+  ]);
   assert.deepEqual(namesWith(forced, "cached"), ["source"]);
   // The replaced entries still load once (no duplicate metrics rows).
   const rows = await queryRows(t.results, "SELECT count(*) AS n FROM metrics");
@@ -185,9 +228,19 @@ export default pipeline("dupes", () => {
   const s = await runPipeline(file, inline(t.results));
   assert.equal(s.counts.ok, 4);
   assert.deepEqual(s.plan.aliases.map((n) => [n.name, n.aliasOf!.name]), [["b", "a"]]);
-  const parts = await queryRows(t.results, "SELECT part, sum, factor FROM part_sums ORDER BY factor");
-  assert.deepEqual(parts, [{ part: "scale#1", sum: 3, factor: 1 }, { part: "scale#2", sum: 15, factor: 5 }]);
-  const evals = await queryRows(t.results, "SELECT dataset, metric, value, tokens FROM evals ORDER BY value");
+  const parts = await queryRows(
+    t.results,
+    "SELECT part, sum, factor FROM part_sums ORDER BY factor",
+  );
+  assert.deepEqual(parts, [{ part: "scale#1", sum: 3, factor: 1 }, {
+    part: "scale#2",
+    sum: 15,
+    factor: 5,
+  }]);
+  const evals = await queryRows(
+    t.results,
+    "SELECT dataset, metric, value, tokens FROM evals ORDER BY value",
+  );
   assert.deepEqual(evals, [
     { dataset: "numbers", metric: "max", value: 2, tokens: 2 },
     { dataset: "numbers", metric: "max", value: 10, tokens: 2 },
@@ -204,7 +257,10 @@ export default pipeline("bad-record", () => { bad(); });
 `,
   );
   const s = await runPipeline(file, inline(t.results));
-  assert.match(s.failures[0].error!.message, /stage "bad": table metrics has no column "colour" \(columns: name, value, unit\)/);
+  assert.match(
+    s.failures[0].error!.message,
+    /stage "bad": table metrics has no column "colour" \(columns: name, value, unit\)/,
+  );
 });
 
 Deno.test("ctx carries params, coords, env, inputs, progress and logs", async () => {
@@ -241,12 +297,12 @@ export default pipeline("look", ({ sweep }) => { for (const k of sweep("k", ["a"
     coords: { k: "a" },
     env: {},
     device: "any",
-    name: "look",
+    name: "look[k=a]",
     input: { kind: "source", output: { n: 2 }, rows: 1 },
     extra: undefined,
     outDirIsTemp: true,
   }]);
-  const look = s.outcomes.find((o) => o.node.name === "look")!.node;
+  const look = s.outcomes.find((o) => o.node.name === "look[k=a]")!.node;
   const log = Deno.readTextFileSync(join(new CacheStore(t.results).entryDir(look.key), "log.txt"));
   assert.match(log, /hello/);
 });

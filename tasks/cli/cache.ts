@@ -27,7 +27,10 @@ function formatBytes(n: number): string {
 }
 
 /** Keys every pipeline file in `dir` references (with the current sources and environment). */
-export async function referencedKeys(dir: string, results: string): Promise<{ keys: Set<string>; files: string[] }> {
+export async function referencedKeys(
+  dir: string,
+  results: string,
+): Promise<{ keys: Set<string>; files: string[] }> {
   const keys = new Set<string>();
   const files: string[] = [];
   let entries: Deno.DirEntry[];
@@ -43,8 +46,12 @@ export async function referencedKeys(dir: string, results: string): Promise<{ ke
     try {
       loaded = await loadPipelineFile(file);
     } catch (err) {
-      if (err instanceof LabError && /has no default export made by pipeline/.test(err.message)) continue;
-      throw new LabError(`cannot tell which cache entries ${file} needs: ${(err as Error).message}`);
+      if (err instanceof LabError && /has no default export made by pipeline/.test(err.message)) {
+        continue;
+      }
+      throw new LabError(
+        `cannot tell which cache entries ${file} needs: ${(err as Error).message}`,
+      );
     }
     const plan = await planPipeline(loaded, { resultsDir: results, checkCache: false });
     for (const n of [...plan.nodes, ...plan.aliases]) keys.add(n.key);
@@ -55,7 +62,9 @@ export async function referencedKeys(dir: string, results: string): Promise<{ ke
 
 /** `lab cache ls`, `lab cache gc` */
 export function register(program: Command): void {
-  const cache = program.command("cache").description("inspect and clean the stage cache (results/cache)");
+  const cache = program.command("cache").description(
+    "inspect and clean the stage cache (results/cache)",
+  );
   cache.command("ls")
     .description("list cache entries")
     .option("--json", "print entries as JSON")
@@ -63,7 +72,25 @@ export function register(program: Command): void {
       const store = new CacheStore(resultsDir(cmd));
       const list = store.list();
       if (opts.json) {
-        console.log(JSON.stringify(list.map((e) => ({ key: e.key, bytes: e.bytes, ...e.meta && { kind: e.meta.kind, name: e.meta.name, pipeline: e.meta.pipeline, finishedAt: e.meta.finishedAt, wallS: e.meta.wallS, records: e.meta.records } })), null, 2));
+        console.log(
+          JSON.stringify(
+            list.map((e) => ({
+              key: e.key,
+              bytes: e.bytes,
+              ...e.meta &&
+                {
+                  kind: e.meta.kind,
+                  name: e.meta.name,
+                  pipeline: e.meta.pipeline,
+                  finishedAt: e.meta.finishedAt,
+                  wallS: e.meta.wallS,
+                  records: e.meta.records,
+                },
+            })),
+            null,
+            2,
+          ),
+        );
         return;
       }
       const rows = list.map((e) => ({
@@ -76,19 +103,33 @@ export function register(program: Command): void {
         records: e.meta ? Object.values(e.meta.records).reduce((a, b) => a + b, 0) : 0,
         size: formatBytes(e.bytes),
       }));
-      console.log(formatTable(["key", "kind", "name", "pipeline", "finished", "wall", "records", "size"], rows));
+      console.log(
+        formatTable(
+          ["key", "kind", "name", "pipeline", "finished", "wall", "records", "size"],
+          rows,
+        ),
+      );
       const total = list.reduce((a, e) => a + e.bytes, 0);
       let failed = 0;
       try {
         failed = [...Deno.readDirSync(store.failedDir)].length;
       } catch { /* none */ }
-      console.log(`${list.length} entries, ${formatBytes(total)}${failed ? `; ${failed} failed attempts in ${store.failedDir}` : ""}`);
+      console.log(
+        `${list.length} entries, ${formatBytes(total)}${
+          failed ? `; ${failed} failed attempts in ${store.failedDir}` : ""
+        }`,
+      );
     });
 
   cache.command("gc")
-    .description("remove entries that no pipeline in pipelines/ references (and, with --older-than, entries older than that)")
+    .description(
+      "remove entries that no pipeline in pipelines/ references (and, with --older-than, entries older than that)",
+    )
     .option("--pipelines <dir>", "folder of pipeline files whose stages to keep", "pipelines")
-    .option("--older-than <age>", "also remove entries finished longer ago than this (30m, 12h, 7d, 2w), referenced or not")
+    .option(
+      "--older-than <age>",
+      "also remove entries finished longer ago than this (30m, 12h, 7d, 2w), referenced or not",
+    )
     .option("--dry-run", "list what would be removed")
     .option("--wait", "wait for another lab process to release the results folder")
     .action(async (opts, cmd: Command) => {
@@ -107,7 +148,11 @@ export function register(program: Command): void {
         });
         const bytes = doomed.reduce((a, e) => a + e.bytes, 0);
         for (const e of doomed) {
-          console.log(`${opts.dryRun ? "would remove" : "remove"} ${e.key.slice(0, 12)} ${e.meta?.name ?? ""} (${formatBytes(e.bytes)})`);
+          console.log(
+            `${opts.dryRun ? "would remove" : "remove"} ${e.key.slice(0, 12)} ${
+              e.meta?.name ?? ""
+            } (${formatBytes(e.bytes)})`,
+          );
         }
         if (!opts.dryRun) {
           for (const e of doomed) store.remove(e.key);
@@ -130,7 +175,9 @@ export function register(program: Command): void {
           if (temps.length) console.log(`removed ${temps.length} leftover temporary folders`);
         }
         console.log(
-          `${opts.dryRun ? "would remove" : "removed"} ${doomed.length} entries (${formatBytes(bytes)}); kept ${keep.size} referenced by ${files.length} pipeline files`,
+          `${opts.dryRun ? "would remove" : "removed"} ${doomed.length} entries (${
+            formatBytes(bytes)
+          }); kept ${keep.size} referenced by ${files.length} pipeline files`,
         );
       } finally {
         lock.release();

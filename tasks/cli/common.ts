@@ -16,22 +16,35 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new Error(`${name} must be a positive integer, got ${v}`);
+    }
     return n;
   };
 }
 
 /** Prints rows as an aligned text table (numbers right-aligned). */
-export function formatTable(columns: string[], rows: Record<string, unknown>[], types: string[] = []): string {
+export function formatTable(
+  columns: string[],
+  rows: Record<string, unknown>[],
+  types: string[] = [],
+): string {
   const cells = rows.map((r) => columns.map((c) => cellText(r[c])));
-  const widths = columns.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((row) => row[i].length))));
+  const widths = columns.map((c, i) =>
+    Math.min(60, Math.max(c.length, ...cells.map((row) => row[i].length)))
+  );
   const numeric = columns.map((_, i) =>
     /INT|DOUBLE|FLOAT|DECIMAL|HUGEINT/.test(types[i] ?? "") ||
-    (rows.length > 0 && rows.every((r) => typeof r[columns[i]] === "number" || r[columns[i]] === null))
+    (rows.length > 0 &&
+      rows.every((r) => typeof r[columns[i]] === "number" || r[columns[i]] === null))
   );
   const fit = (s: string, w: number) => (s.length > w ? s.slice(0, w - 1) + "…" : s);
   const line = (vals: string[]) =>
-    vals.map((v, i) => (numeric[i] ? fit(v, widths[i]).padStart(widths[i]) : fit(v, widths[i]).padEnd(widths[i]))).join("  ").trimEnd();
+    vals.map((
+      v,
+      i,
+    ) => (numeric[i] ? fit(v, widths[i]).padStart(widths[i]) : fit(v, widths[i]).padEnd(widths[i])))
+      .join("  ").trimEnd();
   const out = [line(columns), widths.map((w) => "-".repeat(w)).join("  ")];
   for (const row of cells) out.push(line(row));
   out.push(`(${rows.length} row${rows.length === 1 ? "" : "s"})`);
@@ -40,7 +53,9 @@ export function formatTable(columns: string[], rows: Record<string, unknown>[], 
 
 function cellText(v: unknown): string {
   if (v === null || v === undefined) return "NULL";
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+  if (typeof v === "number") {
+    return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(6)));
+  }
   if (typeof v === "object") return JSON.stringify(v);
   return String(v).replace(/\n/g, "⏎");
 }
@@ -52,5 +67,6 @@ export function formatCsv(columns: string[], rows: Record<string, unknown>[]): s
     const s = typeof v === "object" ? JSON.stringify(v) : String(v);
     return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
-  return [columns.map(esc).join(","), ...rows.map((r) => columns.map((c) => esc(r[c])).join(","))].join("\n");
+  return [columns.map(esc).join(","), ...rows.map((r) => columns.map((c) => esc(r[c])).join(","))]
+    .join("\n");
 }

@@ -14,7 +14,9 @@ export function register(program: Command): void {
       const lock = await lockResults(dir, { purpose: "lab db rebuild", wait: opts.wait });
       try {
         const r = await rebuildDatabase(dir);
-        console.log(`rebuilt ${dir}/lab.duckdb: ${r.runs} runs, ${r.stages} stage rows, ${r.entries} cache entries, ${r.rows} result rows`);
+        console.log(
+          `rebuilt ${dir}/lab.duckdb: ${r.runs} runs, ${r.stages} stage rows, ${r.entries} cache entries, ${r.rows} result rows`,
+        );
       } finally {
         lock.release();
       }

@@ -22,11 +22,17 @@ export function register(program: Command): void {
           const name = String(row.table_name);
           const file = `${out}/${name}.parquet`;
           try {
-            await db.conn.run(`COPY (SELECT * FROM "${name.replaceAll('"', '""')}") TO '${file.replaceAll("'", "''")}' (FORMAT parquet)`);
+            await db.conn.run(
+              `COPY (SELECT * FROM "${name.replaceAll('"', '""')}") TO '${
+                file.replaceAll("'", "''")
+              }' (FORMAT parquet)`,
+            );
           } catch (e) {
             throw new LabError(`exporting ${name} failed: ${(e as Error).message}`);
           }
-          const n = await db.query(`SELECT count(*)::BIGINT AS n FROM "${name.replaceAll('"', '""')}"`);
+          const n = await db.query(
+            `SELECT count(*)::BIGINT AS n FROM "${name.replaceAll('"', '""')}"`,
+          );
           console.log(`${name}.parquet  ${n.rows[0].n} rows`);
         }
         console.log(`wrote ${r.rows.length} files to ${out}`);

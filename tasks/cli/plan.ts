@@ -6,16 +6,28 @@ import { collect, resultsDir } from "./common.ts";
 export function printPlan(plan: Plan): void {
   const rows = plan.nodes.map((n) => ({ n, status: nodeStatus(n) }));
   const count = (s: string) => rows.filter((r) => r.status === s).length;
-  const parts = [`${count("cached")} cached`, `${count("to-run")} to run`, `${count("blocked")} blocked`];
+  const parts = [
+    `${count("cached")} cached`,
+    `${count("to-run")} to run`,
+    `${count("blocked")} blocked`,
+  ];
   if (count("excluded")) parts.push(`${count("excluded")} excluded`);
-  console.log(`plan ${plan.pipeline} (${plan.displayFile}): ${plan.nodes.length} stages: ${parts.join(", ")}`);
+  console.log(
+    `plan ${plan.pipeline} (${plan.displayFile}): ${plan.nodes.length} stages: ${parts.join(", ")}`,
+  );
   const w = Math.min(48, Math.max(4, ...plan.nodes.map((n) => n.name.length)));
   for (const { n, status } of rows) {
     const inputs = n.deps.map((d) => d.name).join(", ");
     const forced = n.forced && status !== "excluded" ? " (forced)" : "";
-    console.log(`  ${status.padEnd(8)}  ${n.name.padEnd(w)}  ${n.key.slice(0, 12)}${inputs ? `  <- ${inputs}` : ""}${forced}`);
+    console.log(
+      `  ${status.padEnd(8)}  ${n.name.padEnd(w)}  ${n.key.slice(0, 12)}${
+        inputs ? `  <- ${inputs}` : ""
+      }${forced}`,
+    );
   }
-  for (const a of plan.aliases) console.log(`  (same)    ${a.name.padEnd(w)}  ${a.key.slice(0, 12)}  = ${a.aliasOf!.name}`);
+  for (const a of plan.aliases) {
+    console.log(`  (same)    ${a.name.padEnd(w)}  ${a.key.slice(0, 12)}  = ${a.aliasOf!.name}`);
+  }
 }
 
 /** `lab plan <pipeline.ts>` */
@@ -47,9 +59,18 @@ export function register(program: Command): void {
               device: n.stage.device,
               coords: n.coords,
               params: n.params,
-              inputs: Object.fromEntries(n.inputs.map((i) => [i.name, i.list ? i.nodes.map((d) => d.name) : i.nodes[0]?.name ?? null])),
+              inputs: Object.fromEntries(
+                n.inputs.map((i) => [
+                  i.name,
+                  i.list ? i.nodes.map((d) => d.name) : i.nodes[0]?.name ?? null,
+                ]),
+              ),
             })),
-            aliases: plan.aliases.map((a) => ({ name: a.name, key: a.key, sameAs: a.aliasOf!.name })),
+            aliases: plan.aliases.map((a) => ({
+              name: a.name,
+              key: a.key,
+              sameAs: a.aliasOf!.name,
+            })),
           },
           null,
           2,

@@ -5,7 +5,9 @@ import { formatCsv, formatTable, resultsDir } from "./common.ts";
 export function register(program: Command): void {
   program
     .command("query")
-    .description("run SQL on results/lab.duckdb (read-only); without SQL, list tables and views with their columns")
+    .description(
+      "run SQL on results/lab.duckdb (read-only); without SQL, list tables and views with their columns",
+    )
     .argument("[sql]", "a SQL query")
     .option("--json", "print rows as a JSON array")
     .option("--csv", "print rows as CSV")

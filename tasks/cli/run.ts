@@ -11,15 +11,36 @@ import { printPlan } from "./plan.ts";
 export function register(program: Command): void {
   program
     .command("run")
-    .description("run a pipeline: every stage not in the cache, in dependency order; results go to DuckDB")
+    .description(
+      "run a pipeline: every stage not in the cache, in dependency order; results go to DuckDB",
+    )
     .argument("<pipeline>", "pipeline file (its default export is pipeline(name, build))")
-    .option("--force <pattern>", "re-run stages whose kind or name matches (glob; repeatable), and their descendants", collect)
-    .option("--only <pattern>", "run only stages whose name or kind matches (glob; repeatable), and what they need", collect)
+    .option(
+      "--force <pattern>",
+      "re-run stages whose kind or name matches (glob; repeatable), and their descendants",
+      collect,
+    )
+    .option(
+      "--only <pattern>",
+      "run only stages whose name or kind matches (glob; repeatable), and what they need",
+      collect,
+    )
     .option("--dry-run", "show the plan (cached / to-run / blocked) and run nothing")
-    .option("-j, --jobs <n>", "concurrent CPU stages (default: number of cores)", positiveInt("--jobs"))
-    .option("--gpu-jobs <n>", "concurrent GPU stages (default: number of GPUs)", positiveInt("--gpu-jobs"))
+    .option(
+      "-j, --jobs <n>",
+      "concurrent CPU stages (default: number of cores)",
+      positiveInt("--jobs"),
+    )
+    .option(
+      "--gpu-jobs <n>",
+      "concurrent GPU stages (default: number of GPUs)",
+      positiveInt("--gpu-jobs"),
+    )
     .option("--executor <name>", "local (worker processes) or inline (this process)", "local")
-    .option("--wait", "if another lab process holds the results folder, wait for it instead of failing")
+    .option(
+      "--wait",
+      "if another lab process holds the results folder, wait for it instead of failing",
+    )
     .option("-q, --quiet", "print only the summary and failures")
     .action(async (file: string, opts, cmd: Command) => {
       if (opts.executor !== "local" && opts.executor !== "inline") {
@@ -27,7 +48,11 @@ export function register(program: Command): void {
       }
       const results = resultsDir(cmd);
       if (opts.dryRun) {
-        const plan = await planPipeline(await loadPipelineFile(file), { resultsDir: results, force: opts.force, only: opts.only });
+        const plan = await planPipeline(await loadPipelineFile(file), {
+          resultsDir: results,
+          force: opts.force,
+          only: opts.only,
+        });
         printPlan(plan);
         return;
       }
@@ -41,13 +66,19 @@ export function register(program: Command): void {
       let interrupts = 0;
       const onSigint = () => {
         if (++interrupts > 1) Deno.exit(130);
-        console.log("\ninterrupting: waiting for running stages to stop (Ctrl-C again to quit now)");
+        console.log(
+          "\ninterrupting: waiting for running stages to stop (Ctrl-C again to quit now)",
+        );
         ac.abort(new Error("interrupted"));
       };
       Deno.addSignalListener("SIGINT", onSigint);
       Deno.addSignalListener("SIGTERM", onSigint);
       try {
-        const plan = await planPipeline(await loadPipelineFile(file), { resultsDir: results, force: opts.force, only: opts.only });
+        const plan = await planPipeline(await loadPipelineFile(file), {
+          resultsDir: results,
+          force: opts.force,
+          only: opts.only,
+        });
         const summary = await executePlan(plan, {
           resultsDir: results,
           executor: opts.executor,

@@ -11,7 +11,8 @@ export function register(program: Command): void {
     .option("--replace", "replace an existing cache entry")
     .option("--watch-stdin", "stop when stdin closes")
     .action(async (opts, cmd: Command) => {
-      const results = (cmd.optsWithGlobals() as { results?: string }).results ?? Deno.env.get("LAB_RESULTS") ?? "results";
+      const results = (cmd.optsWithGlobals() as { results?: string }).results ??
+        Deno.env.get("LAB_RESULTS") ?? "results";
       Deno.exit(
         await runNodeWorker({
           pipeline: opts.pipeline,
