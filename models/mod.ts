@@ -7,6 +7,7 @@ export { KVCache, type KVCacheOptions } from "./kv_cache.ts";
 export {
   type Architecture,
   ConfigError,
+  configParameterCount,
   type ModelConfig,
   parseConfig,
   readConfig,

@@ -166,6 +166,8 @@ export interface LoadTensorOptions {
   /** Target dtype (default: the stored dtype). Floating sources convert to it. */
   dtype?: DType;
   device?: string;
+  /** Largest read in bytes; bigger tensors stream in row blocks (default 32 MiB). */
+  chunkBytes?: number;
 }
 
 // Large tensors stream through a scratch buffer of at most this many bytes.
@@ -257,7 +259,8 @@ export class SafetensorsFile {
     const device = opts.device ?? "cpu";
     const bytes = info.end - info.begin;
     const at = this.header.dataStart + info.begin;
-    if (bytes <= CHUNK_BYTES || info.shape.length === 0) {
+    const chunk = opts.chunkBytes ?? CHUNK_BYTES;
+    if (bytes <= chunk || info.shape.length === 0) {
       const buf = this.#scratchOf(bytes);
       this.#readAt(buf, at);
       const t = fromBytes(buf, src, info.shape);
@@ -268,7 +271,7 @@ export class SafetensorsFile {
     // Stream row blocks into a preallocated tensor of the target dtype, so the
     // peak is the weights plus one chunk, whatever the conversion.
     const rowBytes = bytes / info.shape[0];
-    const rowsPer = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+    const rowsPer = Math.max(1, Math.floor(chunk / rowBytes));
     const out = zeros(info.shape, { dtype, device });
     try {
       for (let r = 0; r < info.shape[0]; r += rowsPer) {
