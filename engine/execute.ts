@@ -42,12 +42,28 @@ export function checkRecord(stageName: string, table: string, row: Row): void {
   }
   const def = RECORD_TABLE_BY_NAME.get(table);
   if (def) {
-    for (const col of Object.keys(row)) {
-      if (!def.columns.some(([c]) => c === col)) {
+    for (const [col, v] of Object.entries(row)) {
+      const type = def.columns.find(([c]) => c === col)?.[1];
+      if (!type) {
         throw new TypeError(
           `stage "${stageName}": table ${table} has no column "${col}" (columns: ${
             def.columns.map(([c]) => c).join(", ")
           })`,
+        );
+      }
+      if (v === null || v === undefined || type === "JSON") continue;
+      const ok = type === "DOUBLE"
+        ? typeof v === "number"
+        : type === "BIGINT"
+        ? Number.isInteger(v)
+        : type === "BOOLEAN"
+        ? typeof v === "boolean"
+        : type === "TIMESTAMP"
+        ? typeof v === "string" || typeof v === "number"
+        : typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+      if (!ok) {
+        throw new TypeError(
+          `stage "${stageName}": ${table}.${col} is ${type}, got ${JSON.stringify(v)}`,
         );
       }
     }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Device } from "./environment.ts";
-import { currentBuild, HANDLE, type NodeSpec, type StageHandle } from "./build.ts";
+import { currentBuild, HANDLE, isHandle, type NodeSpec, type StageHandle } from "./build.ts";
 import { asFileUrl, callerLocation } from "./source_hash.ts";
 import type { InputInfo, StageContext } from "./types.ts";
 
@@ -111,8 +111,22 @@ export function defineStage<
         `stage builder ${def.kind}() called outside a pipeline: call it inside pipeline(name, build)`,
       );
     }
-    const node: NodeSpec = build.addNode(stage, args.slice(0, inputs.length), args[inputs.length]);
-    if (args.length > inputs.length + 1) {
+    // Inputs are positional; an optional one may be left out (the params follow directly).
+    const inputArgs: unknown[] = [];
+    let i = 0;
+    for (const inp of inputs) {
+      const a = args[i];
+      const fits = inp.list
+        ? Array.isArray(a)
+        : isHandle(a) || (a === undefined && i < args.length - 1);
+      if (inp.optional && !fits) inputArgs.push(undefined);
+      else {
+        inputArgs.push(a);
+        i++;
+      }
+    }
+    const node: NodeSpec = build.addNode(stage, inputArgs, args[i]);
+    if (args.length > i + 1) {
       node.problems.push(
         `takes ${inputs.length} input(s) (${
           inputs.map((i) => i.name).join(", ") || "none"

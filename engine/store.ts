@@ -230,19 +230,36 @@ export class LabDatabase {
     return new Set(r.getRows().map((x) => String(x[0])));
   }
 
-  /** Loads cache entries (meta and records) into cache_entries and the record tables. */
+  /**
+   * Loads cache entries (meta and records) into cache_entries and the record tables. Rows of
+   * the built-in tables go through DuckDB's JSON reader straight from records.jsonl (one
+   * statement per table); custom tables are parsed here and appended.
+   */
   async loadEntries(cache: CacheStore, keys: string[]): Promise<number> {
-    const perTable = new Map<string, Row[]>();
+    const files = new Map<string, string[]>();
+    const custom = new Map<string, Row[]>();
     const entries: Row[] = [];
+    let total = 0;
     for (const key of keys) {
       const meta: EntryMeta = cache.readMeta(key);
-      const records = cache.readRecords(key);
-      let n = 0;
-      for (const [table, rows] of records) {
-        let list = perTable.get(table);
-        if (!list) perTable.set(table, list = []);
-        for (const row of rows) list.push({ ...row, key });
-        n += rows.length;
+      const counts = meta.records ?? {};
+      const n = Object.values(counts).reduce((a, b) => a + b, 0);
+      total += n;
+      const needsParse = Object.keys(counts).some((t) =>
+        counts[t] > 0 && !RECORD_TABLE_BY_NAME.has(t)
+      );
+      const parsed = needsParse ? cache.readRecords(key) : undefined;
+      for (const [table, count] of Object.entries(counts)) {
+        if (!count) continue;
+        if (RECORD_TABLE_BY_NAME.has(table)) {
+          let list = files.get(table);
+          if (!list) files.set(table, list = []);
+          list.push(join(cache.entryDir(key), "records.jsonl"));
+        } else {
+          let list = custom.get(table);
+          if (!list) custom.set(table, list = []);
+          for (const row of parsed!.get(table) ?? []) list.push({ ...row, key });
+        }
       }
       entries.push({
         key,
@@ -263,11 +280,24 @@ export class LabDatabase {
       });
     }
     await this.append("cache_entries", entries);
-    let total = 0;
-    for (const [table, rows] of perTable) {
-      if (!RECORD_TABLE_BY_NAME.has(table)) await this.ensureCustomTable(table, rows);
+    for (const [table, list] of files) {
+      const def = RECORD_TABLE_BY_NAME.get(table)!;
+      const struct = `STRUCT(${
+        def.columns.map(([c, t]) => `${q(c)} ${t === "JSON" ? "JSON" : t}`).join(", ")
+      })`;
+      await this.conn.run(
+        `INSERT INTO ${q(table)} BY NAME
+         SELECT regexp_extract(filename, '([0-9a-f]+)[/\\\\]records\\.jsonl$', 1) AS key, unnest("row")
+         FROM read_json([${
+          list.map(lit).join(", ")
+        }], format = 'newline_delimited', filename = true,
+                        columns = {"table": 'VARCHAR', "row": ${lit(struct)}})
+         WHERE "table" = ${lit(table)}`,
+      );
+    }
+    for (const [table, rows] of custom) {
+      await this.ensureCustomTable(table, rows);
       await this.append(table, rows);
-      total += rows.length;
     }
     return total;
   }
@@ -464,8 +494,9 @@ export class ResultWriter {
   private pendingStages: StageRow[] = [];
   private pendingKeys: string[] = [];
   private flushing: Promise<void> | undefined;
-  private lastFlush = 0;
+  private lastFlush = Date.now();
   private cache: CacheStore;
+  private viewColumns = new Set<string>();
   rowsLoaded = 0;
 
   constructor(readonly resultsDir: string, public run: RunRow, readonly intervalMs = 2000) {
@@ -509,7 +540,20 @@ export class ResultWriter {
         await db.appendStages(stages);
         if (toLoad.length) this.rowsLoaded += await db.loadEntries(this.cache, toLoad);
       });
-      await db.refreshViews();
+      // The generated views change only when new coordinates, params or metric names appear.
+      const seen = this.viewColumns.size;
+      for (const st of stages) {
+        for (const [k, v] of Object.entries(st.coords ?? {})) {
+          this.viewColumns.add(`c:${k}:${typeof v}`);
+        }
+        if (st.params && typeof st.params === "object") {
+          for (const [k, v] of Object.entries(st.params)) {
+            this.viewColumns.add(`p:${k}:${typeof v}`);
+          }
+        }
+      }
+      if (toLoad.length) this.viewColumns.add(`loaded:${this.rowsLoaded}:${toLoad.length}`);
+      if (!seen || this.viewColumns.size > seen) await db.refreshViews();
     } finally {
       db.close();
     }
