@@ -26,7 +26,7 @@ export type BadReason =
 export interface BadRecords {
   count: number;
   byReason: Partial<Record<BadReason, number>>;
-  /** The first few: 1-based line numbers in the file. */
+  /** The earliest few, by 1-based line number in the file. */
   first: { line: number; reason: BadReason; detail: string }[];
 }
 
@@ -61,7 +61,10 @@ function newBad(): BadRecords {
 function addBad(bad: BadRecords, line: number, reason: BadReason, detail: string): void {
   bad.count++;
   bad.byReason[reason] = (bad.byReason[reason] ?? 0) + 1;
-  if (bad.first.length < FIRST_BAD) bad.first.push({ line, reason, detail });
+  // Records are checked in more than one pass, so keep the earliest lines, not the first seen.
+  bad.first.push({ line, reason, detail });
+  bad.first.sort((a, b) => a.line - b.line);
+  if (bad.first.length > FIRST_BAD) bad.first.length = FIRST_BAD;
 }
 
 /** "3 bad records (2 missing-field, 1 non-utf8); first at lines 4 (missing-field: …), …". */
