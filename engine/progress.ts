@@ -199,6 +199,7 @@ export class TtyReporter extends BaseReporter {
   }
   override end(s: RunSummary): void {
     clearInterval(this.timer);
+    this.timer = undefined;
     this.clear();
     super.end(s);
   }
@@ -240,11 +241,28 @@ export class TtyReporter extends BaseReporter {
       }
       rows.push(`  ▸ ${node.name}${prog} (${formatDuration((now - r.t0) / 1000)})`);
     }
-    const text =
-      rows.map((r) => r.length > width - 1 ? r.slice(0, width - 2) + "…" : r).join("\n") + "\n";
+    const text = rows.map((r) => fitWidth(r, width - 1)).join("\n") + "\n";
     this.write(text);
     this.drawn = rows.length;
   }
+}
+
+/** Cuts a line to `width` visible characters (ANSI escapes do not count). */
+function fitWidth(line: string, width: number): string {
+  let visible = 0;
+  let out = "";
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === "\x1b") {
+      const end = line.indexOf("m", i);
+      out += line.slice(i, end + 1);
+      i = end;
+      continue;
+    }
+    if (visible === width - 1 && i < line.length - 1) return out + "…\x1b[0m";
+    out += line[i];
+    visible++;
+  }
+  return out;
 }
 
 function bar(frac: number, width: number): string {
