@@ -106,6 +106,8 @@ export const RECORD_TABLES: TableDef[] = [
       ["lr", "DOUBLE"],
       ["tokens_per_s", "DOUBLE"],
       ["peak_mem_bytes", "BIGINT"],
+      ["grad_norm", "DOUBLE"],
+      ["tokens", "BIGINT"],
     ],
   },
   {
