@@ -1,0 +1,27 @@
+// Small statistics helpers for timing figures.
+
+/** The q-quantile (0..1) of `xs` by linear interpolation; NaN when empty. */
+export function quantile(xs: readonly number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+/** Median, minimum and maximum. */
+export function summary(xs: readonly number[]): { median: number; min: number; max: number } {
+  return { median: quantile(xs, 0.5), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+/** A seeded uniform generator in [0, 1) (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
