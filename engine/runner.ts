@@ -179,7 +179,11 @@ export async function executePlan(
     if (status !== "excluded") {
       if (writer) {
         writer.run = runRow("running", false);
-        writer.add(stageRow(runId, plan, o), status === "ok" || status === "cached");
+        writer.add(
+          stageRow(runId, plan, o),
+          status === "ok" || status === "cached",
+          status === "ok" && node.forced,
+        );
       }
       reporter?.nodeEnd(node, o);
     }

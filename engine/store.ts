@@ -493,6 +493,7 @@ export class ResultWriter {
   private stages: StageRow[] = [];
   private pendingStages: StageRow[] = [];
   private pendingKeys: string[] = [];
+  private replaced = new Set<string>();
   private flushing: Promise<void> | undefined;
   private lastFlush = Date.now();
   private cache: CacheStore;
@@ -503,13 +504,18 @@ export class ResultWriter {
     this.cache = new CacheStore(resultsDir);
   }
 
-  /** Queues a finished stage; `load` when its cache entry may not be in the database yet. */
-  add(row: StageRow, load: boolean): void {
+  /**
+   * Queues a finished stage; `load` when its cache entry may not be in the database yet,
+   * `replace` when it was re-run over an existing entry (--force): its old rows go.
+   */
+  add(row: StageRow, load: boolean, replace = false): void {
     this.stages.push(row);
     this.pendingStages.push(row);
     if (load) this.pendingKeys.push(row.key);
+    if (replace) this.replaced.add(row.key);
     if (!this.flushing && Date.now() - this.lastFlush > this.intervalMs) {
-      this.flushing = this.flush();
+      // A failed batch stays queued; the final flush() retries it and reports the error.
+      this.flush().catch(() => {});
     }
   }
 
@@ -530,12 +536,25 @@ export class ResultWriter {
     const keys = this.pendingKeys;
     this.pendingStages = [];
     this.pendingKeys = [];
+    try {
+      await this.write(stages, keys);
+    } catch (e) {
+      this.pendingStages = [...stages, ...this.pendingStages];
+      this.pendingKeys = [...keys, ...this.pendingKeys];
+      throw e;
+    }
+  }
+
+  private async write(stages: StageRow[], keys: string[]): Promise<void> {
     writeManifest(this.resultsDir, { run: this.run, stages: this.stages });
     const db = await LabDatabase.open(databasePath(this.resultsDir));
     try {
       const loaded = keys.length ? await db.loadedKeys() : new Set<string>();
+      const replace = keys.filter((k) => this.replaced.has(k));
+      for (const k of replace) loaded.delete(k);
       const toLoad = [...new Set(keys)].filter((k) => !loaded.has(k) && this.cache.has(k));
       await db.transaction(async () => {
+        if (replace.length) await db.forgetEntries(replace);
         await db.writeRun(this.run);
         await db.appendStages(stages);
         if (toLoad.length) this.rowsLoaded += await db.loadEntries(this.cache, toLoad);

@@ -210,6 +210,14 @@ Deno.test("--force re-runs a kind and its descendants; --only runs a subset", as
   // The replaced entries still load once (no duplicate metrics rows).
   const rows = await queryRows(t.results, "SELECT count(*) AS n FROM metrics");
   assert.deepEqual(rows, [{ n: 5 }]);
+  // ... and the database describes the new entry, not the replaced one.
+  const key = forced.outcomes.find((o) => o.node.name === "scale[factor=1]")!.node.key;
+  const meta = new CacheStore(t.results).readMeta(key);
+  const entry = await queryRows(
+    t.results,
+    `SELECT strftime(finished_at, '%Y-%m-%dT%H:%M:%S.%g') AS t FROM cache_entries WHERE key = '${key}'`,
+  );
+  assert.deepEqual(entry, [{ t: meta.finishedAt.slice(0, 23) }]);
 });
 
 Deno.test("identical nodes run once; records go to built-in and custom tables", async () => {
