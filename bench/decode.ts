@@ -70,7 +70,7 @@ function measureOurs(model: LlamaModel, reps: number, newTokens: number): Figure
 // would write it. It reads the same safetensors file (pure-Python reader:
 // Debian has no safetensors package).
 const PY = String.raw`
-import json, math, resource, struct, sys, time
+import json, math, struct, sys, time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -216,6 +216,13 @@ def decode(batch):
         pos += 1
     return batch * (new_tokens - 1) / (time.perf_counter() - t1), ttft * 1e3
 
+def peak_rss():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
 with torch.inference_mode():
     decode(1)
     p128, p512, d1, ttft, d8 = [], [], [], [], []
@@ -229,7 +236,7 @@ with torch.inference_mode():
 print(json.dumps({
     "prefill128_tps": max(p128), "prefill512_tps": max(p512), "ttft128_ms": min(ttft),
     "decode_b1_tps": max(d1), "decode_b8_tps": max(d8),
-    "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "peak_rss_bytes": peak_rss(),
     "threads": torch.get_num_threads(),
 }))
 `;
@@ -257,6 +264,10 @@ export async function main(args: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
+  // Idle OpenMP workers spin by default; on a 2-core machine shared with other
+  // work the spinning steals the cores the next op needs (measured: a 128-token
+  // prefill from 60 ms to 300-2000 ms). Both sides run with the same setting.
+  if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
   const reps = Number(values.reps);
   const newTokens = Number(values["new-tokens"]);
   if (!Number.isInteger(reps) || reps < 1 || !Number.isInteger(newTokens) || newTokens < 2) {
@@ -270,7 +281,9 @@ export async function main(args: string[]): Promise<void> {
     createTinyModel({ out: dir, arch: "llama", preset: "25m", seed: 0 });
   }
   try {
+    torch.version(); // loads libtorch, so its own memory is not counted as the load's
     torch.memory.resetPeak();
+    const before = torch.memory.allocated();
     const model = loadModel(dir);
     const loadPeak = torch.memory.peak();
     const weightBytes = model.weightBytes();
@@ -280,9 +293,16 @@ export async function main(args: string[]): Promise<void> {
         `${(model.parameterCount() / 1e6).toFixed(1)}M params, ${
           (weightBytes / 1e6).toFixed(1)
         } MB ` +
-        `${model.dtype}; libtorch ${torch.version()}, ${torch.getNumThreads()} threads`,
+        `${model.dtype}; libtorch ${torch.version()}, ${torch.getNumThreads()} threads, ` +
+        `OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY")}`,
     );
-    console.log(`peak RSS after load: ${(loadPeak / 1e6).toFixed(0)} MB`);
+    console.log(
+      `load: RSS ${(before / 1e6).toFixed(0)} MB before, peak ${(loadPeak / 1e6).toFixed(0)} MB ` +
+        `during: +${((loadPeak - before) / 1e6).toFixed(0)} MB for ${
+          (weightBytes / 1e6).toFixed(0)
+        } ` +
+        `MB of weights (${((loadPeak - before) / weightBytes).toFixed(2)}× the weight bytes)`,
+    );
     const ours = measureOurs(model, reps, newTokens);
     model.dispose();
     const py = values["no-python"] ? null : await pythonWithTorch();

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { torch } from "../mod.ts";
 import {
   CheckpointError,
+  createTinyModel,
   loadSafetensors,
   parseHeader,
   SafetensorsFile,
@@ -177,6 +178,36 @@ Deno.test("sharded checkpoints load through model.safetensors.index.json", () =>
       );
       assert.throws(() => ShardedCheckpoint.open(dir), /places tensor 'a' in model-00002/);
     });
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("loading a 100 MB model raises peak RSS by at most 1.3× its weight bytes", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "lab-rss-" });
+  try {
+    createTinyModel({ out: dir, preset: "25m", seed: 0, dtype: "bfloat16" });
+    // A fresh process, so other tests' allocations do not blur the high-water mark.
+    const code = `
+      import { torch } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      import { loadModel } from ${
+      JSON.stringify(new URL("../models/mod.ts", import.meta.url).href)
+    };
+      torch.version();
+      torch.memory.resetPeak();
+      const before = torch.memory.allocated();
+      const m = loadModel(${JSON.stringify(dir)}, { dtype: "float32" });
+      console.log(JSON.stringify({ grew: torch.memory.peak() - before, weights: m.weightBytes() }));
+    `;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--no-check", code],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    assert.ok(out.success);
+    const { grew, weights } = JSON.parse(new TextDecoder().decode(out.stdout).trim());
+    assert.ok(weights > 100e6);
+    assert.ok(grew <= 1.3 * weights, `peak grew ${grew} bytes for ${weights} bytes of weights`);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
