@@ -5,6 +5,8 @@ import { LlamaModel } from "./llama.ts";
 import { ShardedCheckpoint } from "./safetensors.ts";
 import { loadWeights } from "./weights.ts";
 import { loadTokenizer } from "./tokenizer.ts";
+import { isQuantizedFolder, loadQuantizedModel } from "./quant/checkpoint.ts";
+import { applyAdapter } from "./lora.ts";
 
 /** Options of loadModel. */
 export interface LoadModelOptions {
@@ -14,12 +16,32 @@ export interface LoadModelOptions {
   device?: string;
   /** Whether to load tokenizer.json when present (default true). */
   tokenizer?: boolean;
+  /** A LoRA adapter folder (PEFT format, made here or by PEFT) to apply after loading. */
+  adapter?: string;
 }
 
 const FLOAT_DTYPES: DType[] = ["float32", "bfloat16", "float16", "float64"];
 
-/** Loads a Llama-family HF checkpoint folder (config.json + safetensors [+ tokenizer.json]). */
+/**
+ * Loads a Llama-family HF checkpoint folder (config.json + safetensors [+ tokenizer.json]),
+ * or a folder written by the quantize stage (its own compute dtype), then applies `adapter`.
+ */
 export function loadModel(dir: string, opts: LoadModelOptions = {}): LlamaModel {
+  const model = isQuantizedFolder(dir)
+    ? loadQuantizedModel(dir, { device: opts.device })
+    : loadDense(dir, opts);
+  if (opts.adapter) {
+    try {
+      applyAdapter(model, opts.adapter);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+  return model;
+}
+
+function loadDense(dir: string, opts: LoadModelOptions): LlamaModel {
   const dtype = opts.dtype ?? "float32";
   if (!FLOAT_DTYPES.includes(dtype)) {
     throw new RangeError(`loadModel: dtype '${dtype}' is not one of ${FLOAT_DTYPES.join(", ")}`);
