@@ -48,7 +48,9 @@ export function localImports(url: string, text: string): string[] {
   return [...out];
 }
 
-const DEFINES_STAGE = /\bdefineStage\s*\(/;
+// A module that defines a stage of its own (a literal kind), as opposed to a helper that wraps
+// defineStage for other modules: the latter is hashed like any other import.
+const DEFINES_STAGE = /\bdefineStage\s*\(\s*\{[^]{0,600}?\bkind\s*:\s*["'`]/;
 
 /**
  * Hash of a stage module's source and of the project modules it imports transitively.

@@ -305,6 +305,22 @@ export default pipeline("edit", () => {
   const k4 = await keys();
   assert.notEqual(k4.b_alone, k3.b_alone);
   assert.equal(k4.alpha, k3.alpha);
+  // A helper that wraps defineStage (no literal kind) is an ordinary dependency.
+  const wrapper = (v: number) =>
+    `import { defineStage } from "${ENGINE}";
+export const wrap = (kind: string) => defineStage({ kind, module: import.meta.url, run: () => ${v} });
+`;
+  t.write("wrapper.ts", wrapper(1));
+  t.write(
+    "stage_b.ts",
+    stageModule("beta", 'import { wrap } from "./wrapper.ts";\nexport const w = wrap;\n'),
+  );
+  clearSourceCache();
+  const k5 = await keys();
+  t.write("wrapper.ts", wrapper(2));
+  clearSourceCache();
+  const k6 = await keys();
+  assert.notEqual(k6.b_alone, k5.b_alone);
 });
 
 Deno.test("a stage defined in the pipeline file: editing a sweep value re-keys only that branch", async () => {
