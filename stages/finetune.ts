@@ -4,8 +4,7 @@ import { z } from "zod";
 import { isAbsolute, join } from "node:path";
 import { defineStage, type InputInfo } from "../engine/mod.ts";
 import { loadModel } from "../models/load.ts";
-import { saveAdapter } from "../models/lora.ts";
-import { mergeAdapter } from "../models/lora.ts";
+import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora.ts";
 import {
   type Dataset,
   describeBad,
@@ -72,6 +71,8 @@ export interface FinetuneOutput {
   model: string | null;
   /** The base model folder the adapter applies to. */
   baseModel: string;
+  /** A short label, e.g. "lora r=8". */
+  label: string;
   trainableParams: number;
   totalParams: number;
   valLossBefore: number | null;
@@ -87,28 +88,34 @@ function exists(p: string): boolean {
   }
 }
 
-/** The HF folder a model input or the `model` param names. */
+/**
+ * The HF folder (and adapter, if any) that a model input or the `model` param names. Inputs
+ * follow stages/model_input.ts's ModelOutput: `model`, or `adapter` on `baseModel`.
+ */
 export function resolveModelDir(
   input: InputInfo | undefined,
   param: string | undefined,
   cwd: string,
-): string {
+): { dir: string; adapter: string | null } {
   if (input) {
-    const out = input.output as Record<string, unknown> | null | undefined;
-    const candidates: string[] = [];
-    for (const k of ["model", "modelDir", "dir", "checkpoint"]) {
-      const v = out?.[k];
-      if (typeof v === "string") candidates.push(isAbsolute(v) ? v : join(input.artifacts, v));
+    const out = (input.output ?? {}) as Record<string, unknown>;
+    const at = (v: string) => (isAbsolute(v) ? v : join(input.artifacts, v));
+    if (typeof out.model === "string" && exists(join(at(out.model), "config.json"))) {
+      return { dir: at(out.model), adapter: null };
     }
-    candidates.push(input.artifacts, join(input.artifacts, "model"));
-    const hit = candidates.find((c) => exists(join(c, "config.json")));
+    if (typeof out.adapter === "string" && typeof out.baseModel === "string") {
+      return { dir: out.baseModel, adapter: at(out.adapter) };
+    }
+    const hit = [join(input.artifacts, "model"), input.artifacts].find((c) =>
+      exists(join(c, "config.json"))
+    );
     if (!hit) {
       throw new Error(
         `finetune: input stage "${input.name}" (${input.kind}) left no HF checkpoint (config.json) ` +
           `in ${input.artifacts}`,
       );
     }
-    return hit;
+    return { dir: hit, adapter: null };
   }
   if (!param) {
     throw new Error(
@@ -121,7 +128,7 @@ export function resolveModelDir(
       `finetune: model folder ${dir} has no config.json; point "model" at an HF checkpoint`,
     );
   }
-  return dir;
+  return { dir, adapter: null };
 }
 
 async function fileHash(path: string): Promise<string> {
@@ -155,10 +162,26 @@ export const finetune = defineStage({
   },
   run: async (ctx) => {
     const p = ctx.params;
-    const modelDir = resolveModelDir(ctx.inputs.model, p.model, ctx.cwd);
+    const { dir: modelDir, adapter: inputAdapter } = resolveModelDir(
+      ctx.inputs.model,
+      p.model,
+      ctx.cwd,
+    );
     const dataPath = isAbsolute(p.data) ? p.data : join(ctx.cwd, p.data);
     const model = loadModel(modelDir, { dtype: p.dtype, device: p.device });
     try {
+      // Training continues from an adapted input: its adapter is folded in first.
+      if (inputAdapter) {
+        if (p.method !== "full" && !p.merge) {
+          throw new Error(
+            `finetune: the input is an adapter (${inputAdapter}); a new ${p.method} adapter on top of it ` +
+              "would not apply to the original base. Use merge: true (writes the merged model) or method full.",
+          );
+        }
+        applyAdapter(model, inputAdapter);
+        mergeAdapter(model);
+        ctx.log(`merged the input's adapter ${inputAdapter} before training`);
+      }
       const tok = model.tokenizer;
       if (!tok) {
         throw new Error(
@@ -271,6 +294,7 @@ export const finetune = defineStage({
         adapter,
         model: merged,
         baseModel: modelDir,
+        label: p.method === "full" ? "full" : `${p.method} r=${p.r}`,
         trainableParams: result.trainableParams,
         totalParams: result.totalParams,
         valLossBefore: result.valBefore?.loss ?? null,
