@@ -254,20 +254,19 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
       );
       continue;
     }
-    unknownFields(
-      n.stage.schema,
-      raw,
-      "",
-      (field, known) =>
-        problems.push(
-          `${label(n)}: unknown field "${field}"${
-            suggest(field.split(".").pop()!, known)
-          } (expected one of: ${known.join(", ")})`,
-        ),
-    );
+    let unknown = 0;
+    unknownFields(n.stage.schema, raw, "", (field, known) => {
+      unknown++;
+      problems.push(
+        `${label(n)}: unknown field "${field}"${suggest(field.split(".").pop()!, known)} ` +
+          `(expected one of: ${known.join(", ")})`,
+      );
+    });
     const res = n.stage.schema.safeParse(raw);
     if (!res.success) {
       for (const issue of res.error.issues) {
+        // Strict objects report unknown keys too; ours name the field and suggest one.
+        if (issue.code === "unrecognized_keys" && unknown) continue;
         const path = issue.path.map(String).join(".");
         const got = valueAt(raw, issue.path as PropertyKey[]);
         problems.push(

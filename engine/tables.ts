@@ -169,6 +169,24 @@ export const VIEWS: { name: string; sql: string }[] = [
           QUALIFY row_number() OVER (PARTITION BY s.pipeline, s.name ORDER BY r.started_at DESC, r.run_id DESC) = 1`,
   },
   {
+    // One row per finetune stage (latest run): method, size, cost and quality before -> after.
+    name: "finetune_summary",
+    sql: `SELECT s.pipeline, s.name, s.key,
+            json_extract_string(s.params, '$.method') AS method,
+            TRY_CAST(json_extract(s.params, '$.r') AS BIGINT) AS r,
+            max(m.value) FILTER (WHERE m.name = 'trainable_params') AS trainable_params,
+            max(m.value) FILTER (WHERE m.name = 'total_params') AS total_params,
+            max(m.value) FILTER (WHERE m.name = 'peak_mem_bytes') / 1048576 AS peak_mb,
+            max(m.value) FILTER (WHERE m.name = 'mem_weights_bytes') / 1048576 AS weights_mb,
+            max(m.value) FILTER (WHERE m.name = 'train_tokens_per_s') AS tokens_per_s,
+            max(m.value) FILTER (WHERE m.name = 'train_time_s') AS train_s,
+            max(m.value) FILTER (WHERE m.name = 'val_loss_before') AS val_loss_before,
+            max(m.value) FILTER (WHERE m.name = 'val_loss_after') AS val_loss_after
+          FROM latest_stages s JOIN metrics m USING (key)
+          WHERE s.kind = 'finetune' AND s.status = 'ok'
+          GROUP BY ALL`,
+  },
+  {
     name: "failures",
     sql: `SELECT s.run_id, r.started_at, s.pipeline, s.name, s.kind, s.key, s.error
           FROM stages s JOIN runs r USING (run_id) WHERE s.status = 'failed'`,
