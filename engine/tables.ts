@@ -183,7 +183,7 @@ export const VIEWS: { name: string; sql: string }[] = [
             max(m.value) FILTER (WHERE m.name = 'val_loss_before') AS val_loss_before,
             max(m.value) FILTER (WHERE m.name = 'val_loss_after') AS val_loss_after
           FROM latest_stages s JOIN metrics m USING (key)
-          WHERE s.kind = 'finetune' AND s.status = 'ok'
+          WHERE s.kind = 'finetune' AND s.status IN ('ok', 'cached')
           GROUP BY ALL`,
   },
   {

@@ -73,6 +73,15 @@ Deno.test("finetune stage (lora): train_steps rows, metrics, a PEFT adapter that
     "peak",
     "weights",
   ]);
+  const summary = await queryRows(
+    t.results,
+    "select method, r, trainable_params, peak_mb, tokens_per_s, val_loss_before, val_loss_after from finetune_summary",
+  );
+  assert.equal(summary.length, 1);
+  assert.equal(summary[0].method, "lora");
+  assert.equal(Number(summary[0].r), 8);
+  assert.equal(Number(summary[0].trainable_params), metrics.get("trainable_params"));
+  assert.ok(Number(summary[0].peak_mb) > 0 && Number(summary[0].tokens_per_s) > 0);
   const key = s.outcomes[0].node.key;
   const adapter = join(t.results, "cache", key, "artifacts", "adapter");
   using m = loadModel(tiny);
