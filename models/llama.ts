@@ -15,6 +15,7 @@ import { attentionMask, positionIdsFromPadding } from "./attention_mask.ts";
 import { applyRope, invFreqTensor, ropeTables } from "./rope.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
+import { fusedForward, fusedWeightHandles } from "./fused.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
 
 /** Token ids: rows of numbers, or an int64 tensor `[batch, seq]`. */
@@ -33,6 +34,11 @@ export interface ForwardOptions {
   cache?: KVCache;
   /** "all" (default): logits for every position; "last": only the last. */
   logits?: "all" | "last";
+  /**
+   * Use the fused C++ forward when every projection is dense (default true);
+   * false runs the TypeScript composition it is tested against.
+   */
+  fused?: boolean;
 }
 
 /** What forwardDetailed returns. */
@@ -155,6 +161,22 @@ export class LlamaModel {
       const posT = idsTensor(positions, this.device);
       const [cos, sin] = ropeTables(this.#invFreq, posT, this.dtype);
       const mask = attentionMask(batch, seq, past, padding, c.slidingWindow, this.device);
+      const handles = !hidden && opts.fused !== false ? fusedWeightHandles(this.weights) : null;
+      if (handles) {
+        const logits = fusedForward(
+          handles,
+          c,
+          idsT,
+          cos,
+          sin,
+          mask,
+          cache ?? null,
+          past,
+          opts.logits === "last",
+        );
+        if (cache) cache.length = past + seq;
+        return [logits];
+      }
 
       let x = embedding(this.weights.embedTokens, idsT);
       if (hidden) hidden.push(x);

@@ -157,3 +157,38 @@ Deno.test({
       assert.throws(() => model.forward([[3], [4]], { cache }), /KV cache full/);
     }),
 });
+
+for (const arch of ARCHS) {
+  Deno.test({
+    name:
+      `${arch}: the fused C++ forward equals the TypeScript composition (plain, padded, cached, bf16)`,
+    ignore: !present,
+    fn: () =>
+      withFixture(arch, (dir, ref) => {
+        for (const dtype of ["float32", "bfloat16"] as const) {
+          using model = loadModel(dir, { dtype });
+          const tol = dtype === "float32" ? 1e-5 : 0.05;
+          const both = (run: (fused: boolean) => torch.Tensor, what: string) => {
+            using a = run(true);
+            using b = run(false);
+            assert.deepEqual(a.shape, b.shape);
+            assertClose(a.values(), b.values(), tol, `${dtype} ${what}`);
+          };
+          const ids = ref.get("input_ids")!;
+          both((fused) => model.forward(ids, { fused }), "logits");
+          const pids = ref.get("padded_input_ids")!;
+          const mask = ref.get("padded_attention_mask")!;
+          both(
+            (fused) => model.forward(pids, { attentionMask: mask, logits: "last", fused }),
+            "padded",
+          );
+          both((fused) => {
+            using cache = model.createCache(2, 16);
+            const rs = rows(ids);
+            model.forward(rs.map((r) => r.slice(0, 10)), { cache, fused }).dispose();
+            return model.forward(rs.map((r) => r.slice(10, 11)), { cache, fused });
+          }, "cached step");
+        }
+      }),
+  });
+}
