@@ -55,6 +55,8 @@ export const finetuneParams = z.object({
   maxGradNorm: z.number().min(0).default(1),
   seed: z.number().int().default(0),
   evalEvery: z.number().int().min(0).default(0),
+  /** Recompute each decoder layer in the backward: less activation memory, ~1/3 more compute. */
+  gradientCheckpointing: z.boolean().default(false),
   dtype: z.enum(["float32", "bfloat16", "float64"]).default("float32"),
   device: z.string().default("cpu"),
 }).strict();
@@ -227,6 +229,7 @@ export const finetune = defineStage({
         maxGradNorm: p.maxGradNorm,
         seed: p.seed,
         evalEvery: p.evalEvery,
+        gradientCheckpointing: p.gradientCheckpointing,
       }, {
         onStep: (row) =>
           ctx.record("train_steps", {

@@ -6,6 +6,7 @@ import { createTinyModel } from "../models/tiny.ts";
 import { loraLayers, LoRALinear } from "../models/lora.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import {
+  checkpointedBackward,
   type Example,
   lrAt,
   makeBatch,
@@ -206,4 +207,52 @@ Deno.test("batches are right-padded and padding carries no loss", () => {
   assert.deepEqual([...b.targets].map(Number), [-100, 6, 7, 9, -100, -100]);
   assert.equal(b.tokens, 6);
   assert.equal(b.targetCount, 3);
+});
+
+Deno.test("gradient checkpointing: same loss and gradients as the plain backward", () => {
+  for (
+    const [method, arch] of [["full", "llama"], ["lora", "mistral"], ["qlora", "qwen2"]] as const
+  ) {
+    const dir = `${root}/ckpt_${arch}`;
+    createTinyModel({ out: dir, arch, preset: "tiny", seed: 4, overwrite: true });
+    const grads = (checkpointing: boolean) => {
+      using m = loadModel(dir);
+      const p = prepareMethod(m, method, { ...LORA, seed: 2 });
+      if (method !== "full") {
+        // Non-zero B so that every adapter parameter gets a gradient.
+        torch.manualSeed(9);
+        torch.noGrad(() => {
+          for (const [, l] of loraLayers(m)) {
+            using r = torch.randn(l.loraB.shape);
+            using s = r.mul(0.05);
+            l.loraB.copy_(s);
+          }
+        });
+      }
+      const batch = makeBatch(examples(m), 0);
+      let loss: number;
+      if (checkpointing) loss = checkpointedBackward(m, batch, 0.5);
+      else {
+        loss = torch.tidy(() => {
+          const logits = m.forward(batch.ids);
+          const [B, T, V] = logits.shape;
+          const sum = torch.crossEntropy(
+            logits.narrow(1, 0, T - 1).reshape([B * (T - 1), V]),
+            torch.tensor(batch.targets),
+            { reduction: "sum" },
+          );
+          sum.mul(0.5).backward();
+          return sum.item();
+        });
+      }
+      const g = p.trainable.map((t) => {
+        using gt = t.grad!;
+        return gt.values();
+      });
+      return { loss, g };
+    };
+    const a = grads(false), b = grads(true);
+    assert.ok(Math.abs(a.loss - b.loss) < 1e-4, `${method}: loss ${a.loss} vs ${b.loss}`);
+    a.g.forEach((ga, i) => assertClose(b.g[i], ga, 1e-5, `${method} (${arch}) grad ${i}`));
+  }
 });

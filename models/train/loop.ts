@@ -15,6 +15,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
 import { setLoraTraining } from "../lora.ts";
+import { checkpointedBackward } from "./checkpointing.ts";
 import { type Example, IGNORE_INDEX, seededRng, shuffled } from "./data.ts";
 
 /** A learning-rate schedule after warm-up. */
@@ -43,6 +44,8 @@ export interface TrainConfig {
   evalEvery: number;
   /** Sequences per validation batch (default batchSize). */
   evalBatchSize?: number;
+  /** Recompute each decoder layer in the backward instead of keeping its activations. */
+  gradientCheckpointing?: boolean;
 }
 
 /** Defaults for every optional-in-practice field. */
@@ -273,12 +276,14 @@ export async function train(
       setLoraTraining(model, true);
       for (const batch of micro) {
         // Each micro-batch's summed loss over all target tokens of the step: an exact token mean.
-        const v = tidy(() => {
-          const s = batchLossSum(model, batch);
-          const value = s.item();
-          if (Number.isFinite(value)) s.div(Math.max(1, targetCount)).backward();
-          return value;
-        });
+        const v = cfg.gradientCheckpointing
+          ? checkpointedBackward(model, batch, 1 / Math.max(1, targetCount))
+          : tidy(() => {
+            const s = batchLossSum(model, batch);
+            const value = s.item();
+            if (Number.isFinite(value)) s.div(Math.max(1, targetCount)).backward();
+            return value;
+          });
         if (!Number.isFinite(v)) {
           error = `loss became ${v} at step ${step + 1}; lower the learning rate (now ${
             lrAt(step, cfg).toExponential(2)

@@ -46,3 +46,4 @@ export {
   quantizeForQlora,
 } from "./methods.ts";
 export { saveCheckpoint, type SaveCheckpointOptions } from "./checkpoint.ts";
+export { checkpointedBackward } from "./checkpointing.ts";
