@@ -28,6 +28,10 @@ export function L(): Lib {
       `the libtorch shim is not built (${path} is missing). Run: deno task setup`,
     );
   }
+  // OpenMP threads that spin while idle steal the cores from each other as soon as
+  // anything else runs (a second stage, the progress display): prefill times went
+  // from 60 ms to seconds. Passive waiting costs nothing measurable when idle.
+  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
   try {
     lib = Deno.dlopen(path, SYMBOLS).symbols;
   } catch (e) {
