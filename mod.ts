@@ -2,3 +2,4 @@
 export * as torch from "./ffi/mod.ts";
 export * from "./models/mod.ts";
 export * from "./engine/mod.ts";
+export * from "./stages/mod.ts";

@@ -54,12 +54,20 @@ export interface Pipeline {
   readonly [PIPELINE]: true;
   readonly name: string;
   readonly build: (helpers: BuildHelpers) => void | Promise<void>;
+  readonly options: PipelineOptions;
+}
+
+/** Optional behaviour of a pipeline. */
+export interface PipelineOptions {
+  /** A table `lab run` prints from DuckDB when the run ends, with the SQL that made it. */
+  summary?: { title?: string; sql: string };
 }
 
 /** Declares a pipeline. `build` calls stage builders; nothing runs while building. */
 export function pipeline(
   name: string,
   build: (helpers: BuildHelpers) => void | Promise<void>,
+  options: PipelineOptions = {},
 ): Pipeline {
   if (typeof name !== "string" || !name) {
     throw new TypeError("pipeline(name, build): name must be a non-empty string");
@@ -67,7 +75,7 @@ export function pipeline(
   if (typeof build !== "function") {
     throw new TypeError(`pipeline(${name}): build must be a function`);
   }
-  return { [PIPELINE]: true, name, build };
+  return { [PIPELINE]: true, name, build, options };
 }
 
 /** Whether `v` is a pipeline made by pipeline(). */

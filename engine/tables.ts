@@ -187,6 +187,50 @@ export const VIEWS: { name: string; sql: string }[] = [
           GROUP BY ALL`,
   },
   {
+    // One row per quantize stage of each pipeline's latest run: memory, speed and quality of
+    // that configuration (speed at the smallest batch and prompt profiled with the KV cache).
+    name: "quant_tradeoff",
+    sql: `WITH q AS (
+            SELECT pipeline, key, name, json_extract_string(params, '$.scheme') AS scheme,
+                   json_extract_string(inputs, '$.model') AS base_key, coords
+            FROM latest_stages WHERE kind = 'quantize' AND status = 'ok'),
+          children AS (
+            SELECT key, kind, json_extract_string(inputs, '$.model') AS model_key
+            FROM latest_stages WHERE kind IN ('profile', 'evaluate') AND status = 'ok'),
+          m AS (
+            SELECT key, max(value) FILTER (WHERE name = 'weight_bytes') AS weight_bytes,
+                   max(value) FILTER (WHERE name = 'bits_per_param') AS bits_per_param,
+                   max(value) FILTER (WHERE name = 'mean_rel_error') AS mean_rel_error
+            FROM metrics GROUP BY key),
+          prof AS (
+            SELECT c.model_key, p.*,
+                   max(p.peak_mem_bytes) OVER (PARTITION BY c.model_key) AS peak_all,
+                   row_number() OVER (PARTITION BY c.model_key
+                     ORDER BY (p.kv_cache IS NOT false) DESC, p.batch, p.prompt_tokens, p.new_tokens) AS rn
+            FROM profiles p JOIN children c ON c.key = p.key AND c.kind = 'profile'),
+          ev AS (
+            SELECT c.model_key,
+                   max(e.value) FILTER (WHERE e.metric = 'ppl') AS ppl,
+                   max(e.value) FILTER (WHERE e.metric = 'bits_per_byte') AS bits_per_byte,
+                   max(e.value) FILTER (WHERE e.metric = 'accuracy') AS accuracy
+            FROM evals e JOIN children c ON c.key = e.key AND c.kind = 'evaluate'
+            GROUP BY c.model_key),
+          base AS (
+            SELECT q.pipeline, q.base_key, ev.ppl AS fp32_ppl FROM q JOIN ev ON ev.model_key = q.key
+            WHERE q.scheme = 'fp32')
+          SELECT q.pipeline, q.scheme AS configuration, q.name AS stage,
+                 m.weight_bytes / 1e6 AS weight_mb, m.bits_per_param, m.mean_rel_error,
+                 prof.peak_all / 1e6 AS peak_mb, prof.ttft_ms, prof.prefill_tps, prof.decode_tps,
+                 prof.batch AS profile_batch, prof.prompt_tokens AS profile_prompt_tokens,
+                 ev.ppl, ev.ppl - base.fp32_ppl AS delta_ppl, ev.bits_per_byte, ev.accuracy,
+                 q.key, q.coords
+          FROM q
+          LEFT JOIN m ON m.key = q.key
+          LEFT JOIN prof ON prof.model_key = q.key AND prof.rn = 1
+          LEFT JOIN ev ON ev.model_key = q.key
+          LEFT JOIN base ON base.pipeline = q.pipeline AND base.base_key = q.base_key`,
+  },
+  {
     name: "failures",
     sql: `SELECT s.run_id, r.started_at, s.pipeline, s.name, s.kind, s.key, s.error
           FROM stages s JOIN runs r USING (run_id) WHERE s.status = 'failed'`,

@@ -6,6 +6,7 @@ import { defaultReporter } from "../../engine/progress.ts";
 import { LabError } from "../../engine/errors.ts";
 import { collect, positiveInt, resultsDir } from "./common.ts";
 import { printPlan } from "./plan.ts";
+import { printSummary } from "./summary.ts";
 
 /** `lab run <pipeline.ts>` */
 export function register(program: Command): void {
@@ -74,7 +75,8 @@ export function register(program: Command): void {
       Deno.addSignalListener("SIGINT", onSigint);
       Deno.addSignalListener("SIGTERM", onSigint);
       try {
-        const plan = await planPipeline(await loadPipelineFile(file), {
+        const loaded = await loadPipelineFile(file);
+        const plan = await planPipeline(loaded, {
           resultsDir: results,
           force: opts.force,
           only: opts.only,
@@ -88,6 +90,9 @@ export function register(program: Command): void {
           signal: ac.signal,
         }, lock);
         Deno.exitCode = summary.status === "ok" ? 0 : summary.status === "interrupted" ? 130 : 1;
+        if (summary.status !== "interrupted" && !opts.quiet) {
+          await printSummary(loaded.pipeline.options.summary, results);
+        }
       } finally {
         Deno.removeSignalListener("SIGINT", onSigint);
         Deno.removeSignalListener("SIGTERM", onSigint);

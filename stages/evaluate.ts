@@ -1,0 +1,86 @@
+// The `evaluate` stage: perplexity over a text file, or accuracy / exact match on a JSONL task file.
+import { z } from "zod";
+import { defineStage } from "../engine/mod.ts";
+import { perplexity } from "../models/eval/perplexity.ts";
+import {
+  type AnswerItem,
+  checkAnswerItem,
+  checkChoiceItem,
+  type ChoiceItem,
+  exactMatch,
+  multipleChoice,
+  readJsonl,
+} from "../models/eval/tasks.ts";
+import { absPath, fileHash, openModel } from "./model_input.ts";
+
+/** The evaluate stage's params. */
+export const evaluateParams = z.object({
+  /** A .txt file (perplexity) or a .jsonl task file (accuracy / exact_match). */
+  dataset: z.string().default("data/eval.txt"),
+  /** "auto": perplexity for text, accuracy for {question, choices, answer}, exact_match for {prompt, answer}. */
+  metric: z.enum(["auto", "perplexity", "accuracy", "exact_match"]).default("auto"),
+  contextLength: z.number().int().min(2).default(256),
+  stride: z.number().int().positive().optional(),
+  maxTokens: z.number().int().positive().optional(),
+  device: z.string().default("cpu"),
+}).strict();
+
+function pickMetric(path: string, metric: string): string {
+  if (metric !== "auto") return metric;
+  if (!path.endsWith(".jsonl")) return "perplexity";
+  const first = Deno.readTextFileSync(path).split("\n").find((l) => l.trim()) ?? "{}";
+  try {
+    return "choices" in JSON.parse(first) ? "accuracy" : "exact_match";
+  } catch {
+    throw new Error(`${path}:1: not valid JSON; task files hold one JSON object per line`);
+  }
+}
+
+/** Evaluates a model: `evaluate(q, { dataset: "data/eval.txt" })`. */
+export const evaluate = defineStage({
+  kind: "evaluate",
+  inputs: ["model"],
+  params: evaluateParams,
+  // The dataset's content, not its path, changes results.
+  keyExtra: async (p, cwd) => ({ dataset: await fileHash(absPath(p.dataset, cwd)) }),
+  run: (ctx) => {
+    const p = ctx.params;
+    const path = absPath(p.dataset, ctx.cwd);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(path);
+    } catch (e) {
+      throw new Error(`evaluate: cannot read dataset ${path}: ${(e as Error).message}`);
+    }
+    const metric = pickMetric(path, p.metric);
+    using model = openModel(ctx.inputs.model, { device: p.device });
+    const progress = (done: number, total: number) => ctx.progress(done, total, metric);
+    const row = (m: string, value: number, tokens: number) =>
+      ctx.record("evals", { dataset: p.dataset, metric: m, value, tokens });
+    if (metric === "perplexity") {
+      const r = perplexity(model, text, {
+        contextLength: Math.min(p.contextLength, model.config.maxPositionEmbeddings),
+        stride: p.stride,
+        maxTokens: p.maxTokens,
+        onProgress: progress,
+      });
+      row("ppl", r.ppl, r.tokens);
+      row("word_ppl", r.wordPpl, r.tokens);
+      row("bits_per_byte", r.bitsPerByte, r.tokens);
+      row("nll", r.nll / r.tokens, r.tokens);
+      ctx.metric("ppl", r.ppl);
+      ctx.metric("bits_per_byte", r.bitsPerByte, "bits");
+    } else if (metric === "accuracy") {
+      const items = readJsonl<ChoiceItem>(path, checkChoiceItem);
+      const r = multipleChoice(model, items, progress);
+      row("accuracy", r.accuracy, r.tokens);
+      row("accuracy_norm", r.accuracyNorm, r.tokens);
+      ctx.metric("accuracy", r.accuracy);
+    } else {
+      const items = readJsonl<AnswerItem>(path, checkAnswerItem);
+      const r = exactMatch(model, items, { onProgress: progress });
+      row("exact_match", r.exactMatch, r.tokens);
+      ctx.metric("exact_match", r.exactMatch);
+    }
+  },
+});

@@ -1,0 +1,95 @@
+// How stages find and open the model an input stage produced.
+import { isAbsolute, join } from "node:path";
+import type { InputInfo } from "../engine/mod.ts";
+import type { DType } from "../ffi/mod.ts";
+import { loadModel } from "../models/load.ts";
+import type { LlamaModel } from "../models/llama.ts";
+
+/**
+ * What model-producing stages return (meta.output): folders relative to their
+ * artifacts (or absolute, for a checkpoint the user owns).
+ */
+export interface ModelOutput {
+  /** An HF (or quantized) checkpoint folder. */
+  model?: string | null;
+  /** A LoRA adapter folder to apply on `baseModel`. */
+  adapter?: string | null;
+  baseModel?: string;
+  /** A short label of what the model is, e.g. "nf4" or "lora r=8". */
+  label?: string;
+}
+
+function exists(p: string): boolean {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function resolve(input: InputInfo, p: string): string {
+  return isAbsolute(p) ? p : join(input.artifacts, p);
+}
+
+/** The checkpoint folder and adapter an input stage left. */
+export function modelSource(input: InputInfo): { dir: string; adapter: string | null } {
+  const out = (input.output ?? {}) as ModelOutput;
+  if (out.model) {
+    const dir = resolve(input, out.model);
+    if (exists(join(dir, "config.json"))) return { dir, adapter: null };
+  }
+  if (out.adapter && out.baseModel) {
+    return { dir: out.baseModel, adapter: resolve(input, out.adapter) };
+  }
+  for (const dir of [join(input.artifacts, "model"), input.artifacts]) {
+    if (exists(join(dir, "config.json"))) return { dir, adapter: null };
+  }
+  throw new Error(
+    `input stage "${input.name}" (${input.kind}) left no model: no config.json in ${input.artifacts}`,
+  );
+}
+
+/** Opens the model of an input stage on `device`. */
+export function openModel(
+  input: InputInfo,
+  opts: { dtype?: DType; device?: string } = {},
+): LlamaModel {
+  const { dir, adapter } = modelSource(input);
+  return loadModel(dir, { ...opts, adapter: adapter ?? undefined });
+}
+
+/** The label of an input's model, for tables: its output label, else its stage name. */
+export function modelLabel(input: InputInfo): string {
+  return ((input.output ?? {}) as ModelOutput).label ?? input.name;
+}
+
+/** A content fingerprint (size and mtime per file) of a checkpoint folder, for cache keys. */
+export function folderFingerprint(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  try {
+    for (const e of Deno.readDirSync(dir)) {
+      if (!e.isFile) continue;
+      const st = Deno.statSync(join(dir, e.name));
+      out[e.name] = `${st.size}:${st.mtime?.getTime() ?? 0}`;
+    }
+  } catch {
+    // A missing folder is reported when the stage runs.
+  }
+  return out;
+}
+
+/** Reads a data file's bytes hash (SHA-256, first 16 bytes) for cache keys; "missing" when absent. */
+export async function fileHash(path: string): Promise<string> {
+  try {
+    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
+    return Array.from(d.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+  } catch {
+    return "missing";
+  }
+}
+
+/** A path param made absolute against the coordinator's working directory. */
+export function absPath(p: string, cwd: string): string {
+  return isAbsolute(p) ? p : join(cwd, p);
+}

@@ -1,0 +1,78 @@
+// The `quantize` stage: a model in, the same model with its linear weights in a scheme out.
+import { z } from "zod";
+import { join } from "node:path";
+import { defineStage } from "../engine/mod.ts";
+import { quantizeModel } from "../models/quant/quantize_model.ts";
+import { saveQuantizedModel } from "../models/quant/checkpoint.ts";
+import { parseScheme, SCHEME_NAMES } from "../models/quant/schemes.ts";
+import { modelLabel, type ModelOutput, openModel } from "./model_input.ts";
+
+const schemeName = z.string().refine((s) => {
+  try {
+    parseScheme(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, {
+  message: `a quantization scheme: ${SCHEME_NAMES.join(", ")} (fp8-e4m3 needs libtorch >= 2.1)`,
+});
+
+/** The quantize stage's params. */
+export const quantizeParams = z.object({
+  scheme: schemeName,
+  /** Per-module overrides: glob → scheme, e.g. { "lm_head": "bf16", "model.layers.0.*": "bf16" }. */
+  keep: z.record(z.string(), schemeName).default({}),
+  /** Quantize then dequantize into dense weights: quality of any scheme without its kernels. */
+  simulate: z.boolean().default(false),
+  /** Compute dtype of activations, embeddings and norms. */
+  dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
+  device: z.string().default("cpu"),
+}).strict();
+
+/** Quantizes a model: `quantize(base, { scheme: "nf4", keep: { lm_head: "bf16" } })`. */
+export const quantize = defineStage({
+  kind: "quantize",
+  inputs: ["model"],
+  params: quantizeParams,
+  run: (ctx) => {
+    const p = ctx.params;
+    using model = openModel(ctx.inputs.model, { dtype: p.dtype, device: p.device });
+    const before = model.weightBytes();
+    ctx.progress(0, 1, `quantizing to ${p.scheme}`);
+    const report = quantizeModel(model, { scheme: p.scheme, keep: p.keep, simulate: p.simulate });
+    const params = report.modules.reduce((s, m) => s + m.params, 0);
+    const linearBytes = report.modules.reduce((s, m) => s + m.bytes, 0);
+    for (const m of report.modules) {
+      ctx.record("quant_modules", {
+        module: m.module,
+        scheme: m.scheme,
+        params: m.params,
+        bytes: m.bytes,
+        bits_per_param: m.bitsPerParam,
+        rel_error: m.relError,
+      });
+    }
+    ctx.metric("weight_bytes", report.weightBytes, "bytes");
+    ctx.metric("weight_bytes_before", before, "bytes");
+    ctx.metric("linear_bytes", linearBytes, "bytes");
+    ctx.metric("linear_params", params, "params");
+    ctx.metric("bits_per_param", (linearBytes * 8) / params, "bits");
+    ctx.metric("bytes_per_param", linearBytes / params, "bytes");
+    ctx.metric(
+      "mean_rel_error",
+      report.modules.reduce((s, m) => s + m.relError, 0) / report.modules.length,
+    );
+    ctx.metric("max_rel_error", Math.max(...report.modules.map((m) => m.relError)));
+    ctx.metric("quantize_s", report.seconds, "s");
+    saveQuantizedModel(model, join(ctx.outDir, "model"));
+    ctx.progress(1, 1);
+    const keep = Object.keys(p.keep).length ? `+keep` : "";
+    const output: ModelOutput = {
+      model: "model",
+      label: `${p.scheme}${keep}${p.simulate ? " (sim)" : ""}`,
+    };
+    ctx.log(`${modelLabel(ctx.inputs.model)} → ${output.label}: ${report.weightBytes} bytes`);
+    return output;
+  },
+});
