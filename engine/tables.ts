@@ -156,6 +156,20 @@ export const RECORD_TABLES: TableDef[] = [
       ["mse", "DOUBLE"],
       ["cosine", "DOUBLE"],
       ["rel_error", "DOUBLE"],
+      // "isolated" (each layer fed the reference's input), "end_to_end", or "weight"
+      ["mode", "VARCHAR"],
+      ["tokens", "BIGINT"],
+    ],
+  },
+  {
+    // Disagreements between metrics (e.g. PPL near the base while KLD rose sharply).
+    name: "warnings",
+    columns: [
+      ["kind", "VARCHAR"],
+      ["severity", "VARCHAR"],
+      ["message", "VARCHAR"],
+      ["metric", "VARCHAR"],
+      ["value", "DOUBLE"],
     ],
   },
 ];
@@ -229,6 +243,23 @@ export const VIEWS: { name: string; sql: string }[] = [
           LEFT JOIN prof ON prof.model_key = q.key AND prof.rn = 1
           LEFT JOIN ev ON ev.model_key = q.key
           LEFT JOIN base ON base.pipeline = q.pipeline AND base.base_key = q.base_key`,
+  },
+  {
+    // Pareto marking over memory (weight MB, lower is better), speed (decode tokens/s, higher)
+    // and quality (PPL, lower), within each pipeline: dominated when another configuration is
+    // at least as good on all three and better on one. Rows missing a figure are not ranked.
+    name: "pareto",
+    sql: `WITH t AS (SELECT * FROM quant_tradeoff
+                     WHERE weight_mb IS NOT NULL AND decode_tps IS NOT NULL AND ppl IS NOT NULL)
+          SELECT a.pipeline, a.configuration, a.weight_mb, a.decode_tps, a.ppl, a.key,
+                 EXISTS (SELECT 1 FROM t b WHERE b.pipeline = a.pipeline AND b.key <> a.key
+                   AND b.weight_mb <= a.weight_mb AND b.decode_tps >= a.decode_tps AND b.ppl <= a.ppl
+                   AND (b.weight_mb < a.weight_mb OR b.decode_tps > a.decode_tps OR b.ppl < a.ppl))
+                   AS dominated,
+                 NOT EXISTS (SELECT 1 FROM t b WHERE b.pipeline = a.pipeline AND b.key <> a.key
+                   AND b.weight_mb <= a.weight_mb AND b.ppl <= a.ppl
+                   AND (b.weight_mb < a.weight_mb OR b.ppl < a.ppl)) AS front_memory_quality
+          FROM t a`,
   },
   {
     name: "failures",
