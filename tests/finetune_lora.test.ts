@@ -180,6 +180,8 @@ Deno.test("adapter: PEFT key names and config fields; save -> load round trip is
   assert.deepEqual(new Uint8Array(got.buffer), new Uint8Array(ref.buffer));
   const [, l] = loraLayers(m2)[0];
   assert.ok(!l.loraA.requiresGrad, "loaded adapters are frozen unless asked");
+  using m3 = loadModel(tiny, { adapter: dir });
+  assert.deepEqual(new Uint8Array(logits(m3).buffer), new Uint8Array(ref.buffer));
 });
 
 Deno.test("adapter written the PEFT way (adapter-name keys, rank/alpha patterns, rsLoRA) loads", () => {
