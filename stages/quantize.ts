@@ -25,6 +25,8 @@ export const quantizeParams = z.object({
   keep: z.record(z.string(), schemeName).default({}),
   /** Quantize then dequantize into dense weights: quality of any scheme without its kernels. */
   simulate: z.boolean().default(false),
+  /** Fail when an int4 group size does not divide a module's width (default: fall back). */
+  strict: z.boolean().default(false),
   /** Compute dtype of activations, embeddings and norms. */
   dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
   device: z.string().default("cpu"),
@@ -40,7 +42,21 @@ export const quantize = defineStage({
     using model = openModel(ctx.inputs.model, { dtype: p.dtype, device: p.device });
     const before = model.weightBytes();
     ctx.progress(0, 1, `quantizing to ${p.scheme}`);
-    const report = quantizeModel(model, { scheme: p.scheme, keep: p.keep, simulate: p.simulate });
+    const report = quantizeModel(model, {
+      scheme: p.scheme,
+      keep: p.keep,
+      simulate: p.simulate,
+      strict: p.strict,
+    });
+    const fallbacks = report.modules.filter((m) =>
+      m.scheme !== p.scheme && !Object.keys(p.keep).length
+    );
+    if (fallbacks.length) {
+      ctx.log(
+        `${fallbacks.length} modules use a fallback scheme (width not divisible by the group): ` +
+          [...new Set(fallbacks.map((m) => m.scheme))].join(", "),
+      );
+    }
     const params = report.modules.reduce((s, m) => s + m.params, 0);
     const linearBytes = report.modules.reduce((s, m) => s + m.bytes, 0);
     for (const m of report.modules) {

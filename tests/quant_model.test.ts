@@ -110,8 +110,13 @@ Deno.test({
     }
     using m2 = loadModel(FIXTURES + "llama");
     assert.throws(
-      () => quantizeModel(m2, { scheme: "int4-g64" }),
+      () => quantizeModel(m2, { scheme: "int4-g64", strict: true }),
       /module 'model\.layers\.0\.mlp\.down_proj' \[64x160\] cannot use scheme 'int4-g64'.*keep: \{ "model\.layers\.0\.mlp\.down_proj": "int8" \}/,
     );
+    // Without strict, a width the group does not divide (160) takes the largest group that does.
+    const fit = quantizeModel(m2, { scheme: "int4-g64" });
+    const fitScheme = (name: string) => fit.modules.find((x) => x.module === name)!.scheme;
+    assert.equal(fitScheme("model.layers.0.mlp.down_proj"), "int4-g32");
+    assert.equal(fitScheme("model.layers.0.mlp.up_proj"), "int4-g64");
   },
 });

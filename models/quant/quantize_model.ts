@@ -18,6 +18,8 @@ export interface QuantizeOptions {
   keep?: Record<string, string>;
   /** Quantize-then-dequantize into dense weights: measures quality without the kernels. */
   simulate?: boolean;
+  /** Fail on a module the scheme cannot hold (int4 group not dividing its width) instead of falling back. */
+  strict?: boolean;
 }
 
 /** What happened to one module. */
@@ -56,6 +58,17 @@ export function moduleSchemes(names: string[], opts: QuantizeOptions): Map<strin
     out.set(n, s);
   }
   return out;
+}
+
+/**
+ * The scheme a module of `inFeatures` inputs can use: int4 groups must divide a row, so
+ * a module whose width the group size does not divide takes the largest of 128/64/32 that
+ * does, or int8 — as llama.cpp falls back for tensors of awkward shapes. `strict` refuses instead.
+ */
+export function fitScheme(s: Scheme, inFeatures: number, strict = false): Scheme {
+  if (s.kind !== "int4" || inFeatures % s.block === 0 || strict) return s;
+  const g = [128, 64, 32].find((g) => g <= s.block && inFeatures % g === 0);
+  return parseScheme(g ? `int4-g${g}` : "int8");
 }
 
 /** Builds a module in `scheme` from a dense weight (which the caller still owns). */
@@ -97,8 +110,8 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
   const started = performance.now();
   const slots = linearModules(model.weights, model.config.tieWordEmbeddings);
   const schemes = moduleSchemes(slots.map((s) => s.name), opts);
-  const modules: ModuleQuantization[] = [];
-  for (const slot of slots) {
+  // Check every module before changing any, so a refusal leaves the model as it was.
+  const plan = slots.map((slot) => {
     const current = slot.get();
     if (!(current instanceof Linear)) {
       throw new Error(
@@ -106,7 +119,19 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
           "quantize the unquantized model instead",
       );
     }
-    const scheme = schemes.get(slot.name)!;
+    const scheme = fitScheme(schemes.get(slot.name)!, current.inFeatures, opts.strict);
+    if (scheme.kind === "int4" && current.inFeatures % scheme.block !== 0) {
+      throw new Error(
+        `quantize: module '${slot.name}' [${current.outFeatures}x${current.inFeatures}] ` +
+          `cannot use scheme '${scheme.name}': in_features ${current.inFeatures} is not a ` +
+          `multiple of the group size ${scheme.block}. ` +
+          `Pick another scheme for it, e.g. keep: { "${slot.name}": "int8" }`,
+      );
+    }
+    return { slot, current, scheme };
+  });
+  const modules: ModuleQuantization[] = [];
+  for (const { slot, current, scheme } of plan) {
     let next: LinearLayer;
     try {
       next = quantizeLinear(current.weight, current.bias, scheme, model.dtype, opts.simulate);
