@@ -49,7 +49,7 @@ export const quantize = defineStage({
       strict: p.strict,
     });
     const fallbacks = report.modules.filter((m) =>
-      m.scheme !== p.scheme && !Object.keys(p.keep).length
+      m.scheme !== report.scheme && !Object.keys(p.keep).length
     );
     if (fallbacks.length) {
       ctx.log(
