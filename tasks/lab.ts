@@ -15,6 +15,8 @@ const COMMANDS = [
   import("./cli/run_node.ts"),
   import("./cli/init_model.ts"),
   import("./cli/generate.ts"),
+  import("./cli/report.ts"),
+  import("./cli/serve.ts"),
 ];
 
 /** Builds the program with every command registered. */
