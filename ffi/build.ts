@@ -39,8 +39,20 @@ async function usesCxx11Abi(libDir: string): Promise<boolean> {
   return new TextDecoder().decode(out.stdout).includes("__cxx11");
 }
 
+function cpuVectorFlags(): string[] {
+  try {
+    const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
+    const has = (f: string) => new RegExp(`\\b${f}\\b`).test(flags);
+    return has("avx2") && has("fma") ? ["-mavx2", "-mfma"] : [];
+  } catch {
+    return [];
+  }
+}
+
 async function compilerArgs(lt: Libtorch): Promise<string[]> {
-  const args = ["-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-deprecated-declarations"];
+  const args = ["-O3", "-std=c++17", "-shared", "-fPIC", "-Wno-deprecated-declarations"];
+  // The library is built on the machine that runs it: use its vector units.
+  args.push(...cpuVectorFlags());
   for (const d of lt.includeDirs) args.push(`-I${d}`);
   if (lt.libDir) {
     args.push(`-D_GLIBCXX_USE_CXX11_ABI=${(await usesCxx11Abi(lt.libDir)) ? 1 : 0}`);

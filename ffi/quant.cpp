@@ -17,6 +17,9 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <string>
 #include <vector>
@@ -295,6 +298,159 @@ at::Tensor dequantize_ops(int kind, const std::vector<at::Tensor>& t, const int6
   return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
 }
 
+// ---------------------------------------------------------------- small-batch kernel
+
+// Decoding multiplies a handful of rows by each weight: memory-bound. This path reads the
+// packed weight once, dequantizing one output row at a time into a small buffer that stays
+// in L1, and takes the dot products with every input row from there — no dense copy.
+constexpr int64_t kSmallBatch = 8;
+
+float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+  }
+  float s = 0;
+  for (; i < n; i++) s += a[i] * b[i];
+  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// Decodes `nbytes` packed nibbles (high nibble first) through a 16-entry table into floats.
+void decode_nibbles(const uint8_t* bytes, int64_t nbytes, const float* lut, float* out) {
+  int64_t j = 0;
+#ifdef __AVX2__
+  const __m256 lo_tab = _mm256_loadu_ps(lut), hi_tab = _mm256_loadu_ps(lut + 8);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  for (; j + 8 <= nbytes; j += 8) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes + j));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
+    const __m128i lo = _mm_and_si128(v, low4);
+    const __m128i codes = _mm_unpacklo_epi8(hi, lo);  // 16 codes in element order
+    for (int half = 0; half < 2; half++) {
+      const __m128i part = half ? _mm_srli_si128(codes, 8) : codes;
+      const __m256i idx = _mm256_cvtepu8_epi32(part);
+      const __m256 a = _mm256_permutevar8x32_ps(lo_tab, idx);
+      const __m256 b = _mm256_permutevar8x32_ps(hi_tab, idx);
+      const __m256 pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 → sign
+      _mm256_storeu_ps(out + 2 * j + 8 * half, _mm256_blendv_ps(a, b, pick));
+    }
+  }
+#endif
+  for (; j < nbytes; j++) {
+    out[2 * j] = lut[bytes[j] >> 4];
+    out[2 * j + 1] = lut[bytes[j] & 0x0F];
+  }
+}
+
+// Dequantizes row `o` of a [rows, cols] weight into `out`. The 4-bit formats scale their
+// 16-entry code book once per block (or group), then decode by table lookup.
+struct RowDecoder {
+  int kind;
+  int64_t cols, block;
+  const uint8_t* packed = nullptr;  // 4-bit formats
+  const float* table = nullptr;
+  const float* absmax = nullptr;
+  const float* gscale = nullptr;  // int4 per-group scale (as float)
+  const uint8_t* zero = nullptr;
+  void operator()(int64_t o, float* out) const {
+    const uint8_t* r = packed + o * cols / 2;
+    const int64_t base = o * cols;
+    float lut[16];
+    for (int64_t s = 0; s < cols;) {
+      const int64_t e = base + s;
+      int64_t len;
+      if (kind == 3) {
+        const int64_t g = e / block;
+        const float sc = gscale[g], z = zero[g];
+        for (int q = 0; q < 16; q++) lut[q] = (q - z) * sc;
+        len = block;
+      } else {
+        const float am = absmax[e / block];
+        for (int q = 0; q < 16; q++) lut[q] = table[q] * am;
+        len = std::min(cols - s, block - e % block);  // blocks may straddle rows
+      }
+      if (len % 2 || s % 2) {  // odd split: element by element
+        for (int64_t i = s; i < s + len; i++) {
+          const uint8_t b = r[i / 2];
+          out[i] = lut[(i % 2 == 0) ? (b >> 4) : (b & 0x0F)];
+        }
+      } else {
+        decode_nibbles(r + s / 2, len / 2, lut, out + s);
+      }
+      s += len;
+    }
+  }
+};
+
+// Σ x[i]·q[i] over an int8 row, without a float copy of it.
+float dot_i8(const float* x, const int8_t* q, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; k++) acc[k] += x[i + k] * static_cast<float>(q[i + k]);
+  }
+  float s = 0;
+  for (; i < n; i++) s += x[i] * q[i];
+  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+bool small_batch_ok(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
+                    int64_t cols) {
+  if (kind == 4 || !x.is_cpu() || t.empty() || !t[0].is_cpu()) return false;
+  if (x.numel() / cols > kSmallBatch || cols % 2) return false;
+  auto st = x.scalar_type();
+  return st == at::kFloat || st == at::kBFloat16 || st == at::kHalf;
+}
+
+at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
+                              const int64_t* p) {
+  const int64_t rows = p[0], cols = p[1];
+  at::Tensor xf = x.reshape({-1, cols}).to(at::kFloat).contiguous();
+  const int64_t m = xf.size(0);
+  at::Tensor y = at::empty({m, rows}, at::kFloat);
+  const float* xp = xf.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  if (kind == 0) {
+    expect(t.at(0), at::kChar, "int8 weights");
+    at::Tensor q = t[0].contiguous();
+    at::Tensor sc = t.at(1).to(at::kFloat).contiguous();
+    const int8_t* qp = q.data_ptr<int8_t>();
+    const float* sp = sc.data_ptr<float>();
+    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; o++) {
+        for (int64_t r = 0; r < m; r++) {
+          yp[r * rows + o] = dot_i8(xp + r * cols, qp + o * cols, cols) * sp[o];
+        }
+      }
+    });
+  } else {
+    RowDecoder dec{kind, cols, p[2]};
+    at::Tensor keep0 = t.at(0).contiguous(), keep1, keep2;  // alive for the raw pointers
+    dec.packed = keep0.data_ptr<uint8_t>();
+    if (kind == 3) {
+      keep1 = t.at(1).to(at::kFloat).contiguous();
+      keep2 = t.at(2).contiguous();
+      dec.gscale = keep1.data_ptr<float>();
+      dec.zero = keep2.data_ptr<uint8_t>();
+    } else {
+      keep1 = block_absmax(t, p[3]);
+      dec.absmax = keep1.data_ptr<float>();
+      dec.table = code_table(kind);
+    }
+    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
+      std::vector<float> w(cols);
+      for (int64_t o = o0; o < o1; o++) {
+        dec(o, w.data());
+        for (int64_t r = 0; r < m; r++) yp[r * rows + o] = dot(xp + r * cols, w.data(), cols);
+      }
+    });
+  }
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = rows;
+  return y.view(out_shape).to(x.scalar_type());
+}
+
 // ---------------------------------------------------------------- dispatch
 
 // params: [out_features, in_features, block (or group), block2]
@@ -400,6 +556,13 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
   try {
     const at::Tensor& xt = H(x);
     std::vector<at::Tensor> t = handles(hs, n);
+    if (!at::GradMode::is_enabled() || !xt.requires_grad()) {
+      if (small_batch_ok(kind, xt, t, params[1])) {
+        at::Tensor y = small_batch_linear(kind, xt, t, params);
+        if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
+        return wrap(y);
+      }
+    }
     at::Tensor w;
     {
       at::NoGradGuard guard;  // the frozen weight takes no gradient

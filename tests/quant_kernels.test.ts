@@ -213,6 +213,27 @@ Deno.test("quantized linear equals x @ dequant(W)ᵀ + b, also for bf16 inputs",
   });
 });
 
+Deno.test("the small-batch (decode) kernel equals x @ dequant(W)ᵀ + b", () => {
+  tidy(() => {
+    torch.manualSeed(6);
+    const w = torch.randn([72, 256]);
+    const b = torch.randn([72]);
+    for (const rows of [1, 3, 8]) {
+      const x = torch.randn([rows, 1, 256]);
+      for (const s of ["int8", "nf4", "nf4-nodq", "fp4", "int4-g32", "int4-g128"]) {
+        const q = QuantizedLinear.fromWeight(w, b, parseScheme(s) as never);
+        const want = torch.linear(x, q.dequantize(), b);
+        const got = q.forward(x);
+        assert.deepEqual(got.shape, [rows, 1, 72]);
+        assertClose(got.values(), want.values(), 2e-4, `${s} rows=${rows}`);
+        const gotBf = q.forward(x.to("bfloat16"));
+        assert.equal(gotBf.dtype, "bfloat16");
+        assertClose(gotBf.values(), want.values(), 0.4, `${s} bf16 rows=${rows}`);
+      }
+    }
+  });
+});
+
 Deno.test("odd sizes: a weight whose size is not a multiple of the block", () => {
   tidy(() => {
     torch.manualSeed(5);
