@@ -68,14 +68,8 @@ export function slidingNll(
   if (n < 2) throw new RangeError("perplexity: the text has fewer than 2 tokens");
   let nll = 0;
   let scored = 0;
-  let prevEnd = 1; // targets before this index are scored (index 0 has no context)
-  while (prevEnd < n) {
-    // The first window is full; each later one ends `stride` further, so every new
-    // target sees at least contextLength − stride tokens of context.
-    const end = prevEnd === 1 ? Math.min(ctx, n) : Math.min(prevEnd + stride, n);
-    const begin = Math.max(0, end - ctx);
+  for (const { begin, end, firstTarget } of windows(n, ctx, stride)) {
     const window = ids.slice(begin, end);
-    const firstTarget = prevEnd;
     noGrad(() =>
       tidy(() => {
         const logits = model.forward([window]); // [1, L, V]
@@ -92,10 +86,30 @@ export function slidingNll(
         scored += losses.length;
       })
     );
-    prevEnd = end;
     opts.onProgress?.(scored, n - 1);
   }
   return { nll, tokens: scored };
+}
+
+/** One evaluation window: tokens [begin, end), of which targets from firstTarget on are new. */
+export interface Window {
+  begin: number;
+  end: number;
+  firstTarget: number;
+}
+
+/**
+ * The windows over `n` tokens: the first is full; each later one ends `stride` further,
+ * so every target but token 0 is new in exactly one window, with at least
+ * contextLength − stride tokens of context.
+ */
+export function* windows(n: number, contextLength: number, stride: number): Generator<Window> {
+  let prevEnd = 1;
+  while (prevEnd < n) {
+    const end = prevEnd === 1 ? Math.min(contextLength, n) : Math.min(prevEnd + stride, n);
+    yield { begin: Math.max(0, end - contextLength), end, firstTarget: prevEnd };
+    prevEnd = end;
+  }
 }
 
 /** Perplexity of `text` under `model`. */
