@@ -8,6 +8,7 @@ import { Linear } from "../models/linear.ts";
 import { layerSensitivity } from "../models/analysis/sensitivity.ts";
 import { compareDistributions } from "../models/analysis/divergence.ts";
 import { chunk } from "../models/analysis/compare.ts";
+import { adviseMixedPrecision } from "../models/analysis/advisor.ts";
 
 const FIXTURES = new URL("../../shared/fixtures/hf/", import.meta.url).pathname;
 const have = existsSync(FIXTURES);
@@ -96,5 +97,55 @@ Deno.test({
       () => compareDistributions(a, b, IDS),
       /differ in architecture \(LlamaForCausalLM vs Phi3ForCausalLM\)/,
     );
+  },
+});
+
+Deno.test({
+  name: "the advisor meets a KLD budget and beats random modules of the same extra bytes",
+  ignore: !have,
+  fn() {
+    const dir = FIXTURES + "llama";
+    using ref = loadModel(dir);
+    const calibration = chunk(IDS.slice(0, 64), 32);
+    const evaluation = IDS;
+    using all = loadModel(dir);
+    quantizeModel(all, { scheme: "nf4" });
+    const full = compareDistributions(ref, all, evaluation, { contextLength: 48 });
+    const budget = full.meanKld / 3;
+    const advice = adviseMixedPrecision(ref, () => loadModel(dir), {
+      scheme: "nf4",
+      fallback: "int8",
+      budget: { maxMeanKld: budget },
+      calibration,
+      evaluation,
+      contextLength: 48,
+    });
+    assert.ok(advice.met, `budget ${budget} not met: ${JSON.stringify(advice.chosen)}`);
+    assert.ok(advice.chosen.meanKld <= budget);
+    const kept = Object.keys(advice.keep);
+    assert.ok(kept.length > 0 && kept.length < 15, `kept ${kept.length}`);
+    // Random choices that spend at least as many extra bytes do worse, most of the time.
+    const extra = advice.ranking.filter((r) => kept.includes(r.module))
+      .reduce((s, r) => s + r.extraBytes, 0);
+    let worse = 0;
+    const draws = 6;
+    for (let seed = 1; seed <= draws; seed++) {
+      let state = seed * 7919;
+      const order = [...advice.ranking].sort(() =>
+        ((state = (state * 16807) % 2147483647) / 2147483647) - 0.5
+      );
+      const pick: string[] = [];
+      let spent = 0;
+      for (const r of order) {
+        if (spent >= extra) break;
+        pick.push(r.module);
+        spent += r.extraBytes;
+      }
+      using m = loadModel(dir);
+      quantizeModel(m, { scheme: "nf4", keep: Object.fromEntries(pick.map((p) => [p, "int8"])) });
+      const d = compareDistributions(ref, m, evaluation, { contextLength: 48 });
+      if (d.meanKld > advice.chosen.meanKld) worse++;
+    }
+    assert.ok(worse >= draws - 1, `random choices were worse only ${worse}/${draws} times`);
   },
 });

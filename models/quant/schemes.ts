@@ -76,3 +76,23 @@ export function parseScheme(name: string): Scheme {
 export function supportedSchemes(): string[] {
   return SCHEME_NAMES.filter((s) => s !== "fp8-e4m3" || hasFloat8());
 }
+
+/** Bytes an `[out, in]` weight takes in `scheme` (packed data and scales; bias excluded). */
+export function packedBytes(s: Scheme, out: number, inF: number): number {
+  const n = out * inF;
+  switch (s.kind) {
+    case "cast":
+      return n * ({ float32: 4, float16: 2, bfloat16: 2 } as Record<string, number>)[s.dtype];
+    case "int8":
+    case "fp8":
+      return n + 4 * out;
+    case "nf4":
+    case "fp4": {
+      const nb = Math.ceil(n / s.block);
+      const absmax = s.block2 ? nb + Math.ceil(nb / s.block2) * 4 + 4 : nb * 4;
+      return Math.ceil(n / 2) + absmax;
+    }
+    case "int4":
+      return n / 2 + (n / s.block) * 3;
+  }
+}
