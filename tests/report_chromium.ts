@@ -203,10 +203,12 @@ export class Browser {
     throw new Error(`timed out waiting for ${expression}`);
   }
 
-  /** Saves a full-page PNG screenshot to `path`. */
-  async screenshot(path: string): Promise<void> {
+  /** Saves a PNG screenshot (the whole page, or the window) to `path`. */
+  async screenshot(path: string, opts: { fullPage?: boolean } = {}): Promise<void> {
     const { height } = await this.eval<{ height: number }>(
-      "({ height: Math.min(8000, document.documentElement.scrollHeight) })",
+      opts.fullPage === false
+        ? "({ height: window.innerHeight })"
+        : "({ height: Math.min(8000, document.documentElement.scrollHeight) })",
     );
     const r = await this.page("Page.captureScreenshot", {
       format: "png",
