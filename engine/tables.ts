@@ -187,7 +187,8 @@ export const VIEWS: { name: string; sql: string }[] = [
     name: "finetune_summary",
     sql: `SELECT s.pipeline, s.name, s.key,
             json_extract_string(s.params, '$.method') AS method,
-            TRY_CAST(json_extract(s.params, '$.r') AS BIGINT) AS r,
+            CASE WHEN json_extract_string(s.params, '$.method') = 'full' THEN NULL
+              ELSE TRY_CAST(json_extract(s.params, '$.r') AS BIGINT) END AS r,
             max(m.value) FILTER (WHERE m.name = 'trainable_params') AS trainable_params,
             max(m.value) FILTER (WHERE m.name = 'total_params') AS total_params,
             max(m.value) FILTER (WHERE m.name = 'peak_mem_bytes') / 1048576 AS peak_mb,
