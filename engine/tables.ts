@@ -101,6 +101,9 @@ export const RECORD_TABLES: TableDef[] = [
       ["memory_source", "VARCHAR"],
       ["weight_bytes", "BIGINT"],
       ["device", "VARCHAR"],
+      // measured GPU power (nvidia-smi) and energy per generated token; NULL where unmeasured
+      ["power_w", "DOUBLE"],
+      ["energy_j_per_token", "DOUBLE"],
     ],
   },
   {

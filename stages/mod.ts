@@ -4,4 +4,7 @@ export { quantize, quantizeParams } from "./quantize.ts";
 export { profile, profileParams } from "./profile.ts";
 export { evaluate, evaluateParams } from "./evaluate.ts";
 export { finetune, finetuneParams } from "./finetune.ts";
+export { analyze, analyzeParams } from "./analyze.ts";
+export { type AdviceOutput, advise, adviseParams } from "./advise.ts";
+export { cost, costParams } from "./cost.ts";
 export { type ModelOutput, modelSource, openModel } from "./model_input.ts";

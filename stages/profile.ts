@@ -6,6 +6,7 @@ import { defineStage } from "../engine/mod.ts";
 import { profileGeneration } from "../models/profile/generation.ts";
 import { simulateDynamicBatching } from "../models/profile/dynamic_batching.ts";
 import { openModel } from "./model_input.ts";
+import { startPowerSampler } from "../models/profile/power.ts";
 
 const list = z.union([z.number().int().positive(), z.array(z.number().int().positive()).min(1)]);
 const range = z.tuple([z.number().int().positive(), z.number().int().positive()]);
@@ -40,9 +41,10 @@ export const profile = defineStage({
   kind: "profile",
   inputs: ["model"],
   params: profileParams,
-  run: (ctx) => {
+  run: async (ctx) => {
     const p = ctx.params;
     using model = openModel(ctx.inputs.model, { device: p.device });
+    const gpu = model.device.startsWith("cuda") ? Number(model.device.split(":")[1] ?? 0) : null;
     const weightBytes = model.weightBytes();
     const grid = asList(p.batch).flatMap((batch) =>
       asList(p.promptTokens).flatMap((promptTokens) =>
@@ -52,14 +54,17 @@ export const profile = defineStage({
       )
     );
     const total = grid.length + (p.dynamic ? 1 : 0);
-    grid.forEach((c, i) => {
+    for (const [i, c] of grid.entries()) {
       ctx.signal.throwIfAborted();
       ctx.progress(
         i,
         total,
         `b${c.batch} p${c.promptTokens} n${c.newTokens}${c.kvCache ? "" : " no-kv"}`,
       );
+      // GPU power is sampled while the configuration runs; on the CPU energy stays absent.
+      const sampler = gpu === null ? null : startPowerSampler(gpu);
       const r = profileGeneration(model, c, { warmup: p.warmup, repeats: p.repeats, seed: p.seed });
+      const watts = sampler ? await sampler.stop() : null;
       ctx.record("profiles", {
         batch: r.batch,
         prompt_tokens: r.promptTokens,
@@ -82,8 +87,12 @@ export const profile = defineStage({
         memory_source: r.memorySource,
         weight_bytes: weightBytes,
         device: model.device,
+        power_w: watts,
+        energy_j_per_token: watts === null
+          ? null
+          : (watts * r.e2eMs / 1000) / (c.batch * c.newTokens),
       });
-    });
+    }
     if (p.dynamic) {
       ctx.progress(grid.length, total, "dynamic batching replay");
       const d = simulateDynamicBatching(model, p.dynamic);

@@ -35,21 +35,25 @@ export const quantizeParams = z.object({
 /** Quantizes a model: `quantize(base, { scheme: "nf4", keep: { lm_head: "bf16" } })`. */
 export const quantize = defineStage({
   kind: "quantize",
-  inputs: ["model"],
+  // An advise stage's output supplies `keep` globs (merged under the explicit ones).
+  inputs: ["model", "advice?"],
   params: quantizeParams,
   run: (ctx) => {
     const p = ctx.params;
+    const advised = (ctx.inputs.advice?.output as { keep?: Record<string, string> } | undefined)
+      ?.keep ?? {};
+    const keep = { ...advised, ...p.keep };
     using model = openModel(ctx.inputs.model, { dtype: p.dtype, device: p.device });
     const before = model.weightBytes();
     ctx.progress(0, 1, `quantizing to ${p.scheme}`);
     const report = quantizeModel(model, {
       scheme: p.scheme,
-      keep: p.keep,
+      keep,
       simulate: p.simulate,
       strict: p.strict,
     });
     const fallbacks = report.modules.filter((m) =>
-      m.scheme !== report.scheme && !Object.keys(p.keep).length
+      m.scheme !== report.scheme && !Object.keys(keep).length
     );
     if (fallbacks.length) {
       ctx.log(
@@ -83,10 +87,10 @@ export const quantize = defineStage({
     ctx.metric("quantize_s", report.seconds, "s");
     saveQuantizedModel(model, join(ctx.outDir, "model"));
     ctx.progress(1, 1);
-    const keep = Object.keys(p.keep).length ? `+keep` : "";
+    const kept = Object.keys(keep).length ? `+keep${Object.keys(keep).length}` : "";
     const output: ModelOutput = {
       model: "model",
-      label: `${p.scheme}${keep}${p.simulate ? " (sim)" : ""}`,
+      label: `${p.scheme}${kept}${p.simulate ? " (sim)" : ""}`,
     };
     ctx.log(`${modelLabel(ctx.inputs.model)} → ${output.label}: ${report.weightBytes} bytes`);
     return output;
