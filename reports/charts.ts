@@ -181,23 +181,29 @@ function scatter(
   };
 }
 
-function prefillDecode(section: SectionData): Chart {
-  const caption =
+function prefillDecode(section: SectionData, preferred: Set<string>): Chart {
+  let caption =
     "Tokens per second in prefill (the prompt, in parallel) and decode (one token at a time), " +
     "with the KV cache, by batch size; log scale.";
+  const multi = new Set(section.rows.map((r) => r.pipeline)).size > 1;
+  // Beyond a dozen lines the chart is unreadable: keep the memory/quality front first.
+  const all = [...new Set(section.rows.map((r) => labelOf(r, multi)))];
+  let keep = new Set(all);
+  if (all.length > MAX_SERIES_LABELS) {
+    const first = all.filter((s) => preferred.has(s));
+    const rest = all.filter((s) => !preferred.has(s));
+    keep = new Set([...first, ...rest].slice(0, MAX_SERIES_LABELS));
+    caption += ` Showing ${keep.size} of ${all.length} configurations (the Pareto front ` +
+      `first); the SQL below lists all.`;
+  }
   const long: Row[] = [];
   for (const r of section.rows) {
-    const multi = false;
+    const series = labelOf(r, multi);
+    if (!keep.has(series)) continue;
     for (const phase of ["prefill", "decode"] as const) {
       const v = num(r[`${phase}_tps`]);
       if (v !== null && v > 0 && num(r.batch) !== null) {
-        long.push({
-          series: labelOf(r, multi),
-          batch: num(r.batch),
-          phase,
-          tps: v,
-          pipeline: r.pipeline,
-        });
+        long.push({ series, batch: num(r.batch), phase, tps: v, pipeline: r.pipeline });
       }
     }
   }
@@ -447,7 +453,14 @@ export function renderCharts(data: ReportData): Chart[] {
       "Decode speed at the smallest profiled batch and prompt against perplexity; filled red " +
         "dots form the speed/quality Pareto front.",
     ),
-    prefillDecode(s("prefill_decode")),
+    prefillDecode(
+      s("prefill_decode"),
+      new Set(
+        s("memory_quality").rows.filter((r) => r.on_front === true).map((r) =>
+          labelOf(r, new Set(s("memory_quality").rows.map((x) => x.pipeline)).size > 1)
+        ),
+      ),
+    ),
     sensitivity(s("sensitivity")),
     training(s("training")),
   ];

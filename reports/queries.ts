@@ -44,15 +44,21 @@ export const SPEED_QUALITY: SectionQuery = {
   id: "speed_quality",
   title: "Speed vs quality",
   needs: ["quant_tradeoff"],
+  // On the speed/quality front when no configuration of the same pipeline is faster with a
+  // perplexity as low or lower, and none as fast has a lower one (one sort, not n² pairs).
   sql: `WITH t AS (
-  SELECT pipeline, configuration, decode_tps, ppl, weight_mb, key FROM quant_tradeoff
-  WHERE decode_tps IS NOT NULL AND ppl IS NOT NULL)
-SELECT a.pipeline, a.configuration, a.decode_tps, a.ppl, a.weight_mb,
-       NOT EXISTS (SELECT 1 FROM t b WHERE b.pipeline = a.pipeline AND b.key <> a.key
-         AND b.decode_tps >= a.decode_tps AND b.ppl <= a.ppl
-         AND (b.decode_tps > a.decode_tps OR b.ppl < a.ppl)) AS on_front
-FROM t a
-ORDER BY a.pipeline, a.decode_tps`,
+  SELECT pipeline, configuration, decode_tps, ppl, weight_mb FROM quant_tradeoff
+  WHERE decode_tps IS NOT NULL AND ppl IS NOT NULL),
+w AS (
+  SELECT *,
+    min(ppl) OVER (PARTITION BY pipeline ORDER BY decode_tps DESC
+                   RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP) AS best_faster,
+    min(ppl) OVER (PARTITION BY pipeline, decode_tps) AS best_as_fast
+  FROM t)
+SELECT pipeline, configuration, decode_tps, ppl, weight_mb,
+       ppl <= best_as_fast AND (best_faster IS NULL OR best_faster > ppl) AS on_front
+FROM w
+ORDER BY pipeline, decode_tps`,
   empty: SWEEP_HINT + " with profile and evaluate stages",
 };
 

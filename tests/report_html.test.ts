@@ -118,3 +118,33 @@ Deno.test("lab report: sections with some tables missing degrade to notes", asyn
   const md = Deno.readTextFileSync(join(dir, "png", "layer_sensitivity.md"));
   assert.match(md, /No advisor run exists/);
 });
+
+Deno.test("speed/quality front: hand-made points, ties included, match the pairwise definition", async () => {
+  const { SPEED_QUALITY } = await import("../reports/queries.ts");
+  const dir = Deno.makeTempDirSync({ prefix: "lab-report-" });
+  const db = await LabDatabase.open(join(dir, "t.duckdb"));
+  try {
+    // [configuration, decode tok/s, ppl]: c is beaten by b (faster, same ppl); e ties d exactly
+    // (neither beats the other); f is as fast as a with a worse ppl; g is another pipeline.
+    const pts: [string, string, number, number][] = [
+      ["p", "a", 100, 10],
+      ["p", "b", 200, 11],
+      ["p", "c", 150, 11],
+      ["p", "d", 300, 12],
+      ["p", "e", 300, 12],
+      ["p", "f", 100, 10.5],
+      ["q", "g", 50, 20],
+    ];
+    await db.conn.run(
+      "CREATE TEMP TABLE quant_tradeoff (pipeline VARCHAR, configuration VARCHAR, decode_tps DOUBLE, ppl DOUBLE, weight_mb DOUBLE)",
+    );
+    for (const [p, c, tps, ppl] of pts) {
+      await db.conn.run(`INSERT INTO quant_tradeoff VALUES ('${p}', '${c}', ${tps}, ${ppl}, 1)`);
+    }
+    const rows = (await db.query(SPEED_QUALITY.sql)).rows;
+    const front = rows.filter((r) => r.on_front).map((r) => r.configuration).sort();
+    assert.deepEqual(front, ["a", "b", "d", "e", "g"]);
+  } finally {
+    db.close();
+  }
+});
