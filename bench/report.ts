@@ -37,7 +37,9 @@ export async function main(args: string[]): Promise<void> {
     });
     console.log(
       `synthetic results: ${points} configurations × 5 batch sizes, 6 × 22 × 7 sensitivity ` +
-        `cells, 4 × 500 training steps (written in ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+        `cells, 4 × 500 training steps (written in ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s)`,
     );
     const times: number[] = [];
     const pngTimes: number[] = [];
@@ -58,7 +60,9 @@ export async function main(args: string[]): Promise<void> {
     const best = Math.min(...times);
     console.log(
       `report for ${points} sweep points: ${best.toFixed(2)} s (best of ${rounds}; ` +
-        `${(size / 1e6).toFixed(1)} MB of HTML) = ${(best / TARGET_S).toFixed(2)}× the ${TARGET_S} s ` +
+        `${(size / 1e6).toFixed(1)} MB of HTML) = ${
+          (best / TARGET_S).toFixed(2)
+        }× the ${TARGET_S} s ` +
         `target ${best < TARGET_S ? "(met)" : "(MISSED)"}`,
     );
     if (pngTimes.length) {
