@@ -261,7 +261,8 @@ function prefillDecode(section: SectionData, preferred: Set<string>): Chart {
 }
 
 function moduleRank(m: string): number {
-  const i = MODULE_ORDER.indexOf(m);
+  // Names may be bare (q_proj) or paths (self_attn.q_proj): the last part decides.
+  const i = MODULE_ORDER.indexOf(m.split(".").pop() ?? m);
   return i < 0 ? MODULE_ORDER.length : i;
 }
 
