@@ -115,7 +115,15 @@ export async function readFrom(db: LabDatabase, resultsDir: string): Promise<Rep
   let choices: ReportData["advisor"]["choices"] = null;
   if (have.has("advisor_choices")) {
     try {
-      const r = await db.query("SELECT * FROM advisor_choices LIMIT 200");
+      // The advise stage's params say which fallback the kept modules stay in.
+      const r = await db.query(
+        `SELECT st.pipeline, st.name AS stage, json_extract_string(st.params, '$.fallback') AS fallback,
+                json_extract_string(st.params, '$.scheme') AS base_scheme, a.*
+         FROM advisor_choices a
+         JOIN (SELECT key, any_value(pipeline) AS pipeline, any_value(name) AS name,
+                      any_value(params) AS params FROM latest_stages GROUP BY key) st USING (key)
+         LIMIT 5000`,
+      );
       choices = { columns: r.columns, rows: r.rows };
     } catch { /* unreadable: treated as absent */ }
   }

@@ -160,26 +160,31 @@ function advisorLines(data: ReportData): string[] {
   }
   const out: string[] = [];
   if (choices?.rows.length) {
-    const modCol = choices.columns.find((c) => /^(module|name|pattern|glob)$/.test(c));
-    if (modCol) {
-      const mods = [...new Set(choices.rows.map((r: Row) => String(r[modCol])))];
-      const schemeCol = choices.columns.find((c) => /scheme|precision|fallback/.test(c));
-      const scheme = schemeCol
-        ? ` in ${String(choices.rows[0][schemeCol])}`
-        : " in higher precision";
+    const stages = [...new Set(choices.rows.map((r) => `${r.pipeline} / ${r.stage}`))];
+    for (const st of stages) {
+      const rows = choices.rows.filter((r) => `${r.pipeline} / ${r.stage}` === st)
+        .sort((a, b) => n(a.rank ?? 0) - n(b.rank ?? 0));
+      // advise records every module it ranked, with `kept` marking the ones it chose.
+      const kept = choices.columns.includes("kept") ? rows.filter((r) => r.kept === true) : rows;
+      const mods = [...new Set(kept.map((r: Row) => String(r.module ?? r.name ?? "?")))];
+      const fallback = rows[0].fallback ? String(rows[0].fallback) : "higher precision";
+      const base = rows[0].base_scheme ? ` and quantizing the rest to ${rows[0].base_scheme}` : "";
       out.push(
-        `The advisor suggests keeping ${mods.length} module${
-          mods.length === 1 ? "" : "s"
-        }${scheme}: ` +
-          `${mods.slice(0, 20).join(", ")}${mods.length > 20 ? ", …" : ""}.`,
+        mods.length
+          ? `${st}: the advisor suggests keeping ${mods.length} module${
+            mods.length === 1 ? "" : "s"
+          } in ${fallback}${base}: ${mods.slice(0, 20).join(", ")}${mods.length > 20 ? ", …" : ""}.`
+          : `${st}: the advisor keeps no module in ${fallback}: the base scheme alone meets the budget.`,
       );
-    } else {
-      out.push(`The advisor recorded ${choices.rows.length} choices (table advisor_choices).`);
     }
   }
   if (metrics.length) {
     out.push("", "Advisor figures:", "");
     for (const m of metrics) {
+      if (m.name === "advisor_met") {
+        out.push(`- ${m.pipeline} / ${m.stage}: budget met: ${n(m.value) ? "yes" : "no"}`);
+        continue;
+      }
       out.push(
         `- ${m.pipeline} / ${m.stage}: ${
           String(m.name).replace(/^advisor_/, "").replaceAll("_", " ")

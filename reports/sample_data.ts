@@ -214,10 +214,14 @@ export async function writeSampleResults(
       value: 0.1 * (w + 1),
     });
   }
-  if (o.advisor && o.variants) {
+  if (o.advisor) {
+    stage("adv0", "advise", "advise", { scheme: "nf4", fallback: "bf16" }, {
+      model: "base0000",
+    });
     metrics.push(
-      { key: "a0", name: "advisor_kept_modules", value: 2, unit: "modules" },
-      { key: "a0", name: "advisor_extra_mb", value: 1.5, unit: "MB" },
+      { key: "adv0", name: "advisor_met", value: 1, unit: null },
+      { key: "adv0", name: "advisor_kept_modules", value: 2, unit: "modules" },
+      { key: "adv0", name: "advisor_kld_mean", value: 0.012, unit: "nats" },
     );
   }
   const finished = new Date("2025-01-01T00:01:00Z").toISOString();
@@ -248,12 +252,17 @@ export async function writeSampleResults(
       await db.append("layer_sensitivity", sens);
       await db.append("train_steps", train);
       await db.append("warnings", warnings);
-      if (o.advisor && o.variants) {
+      if (o.advisor) {
+        // As the advise stage records it: every ranked module, `kept` for the chosen ones.
         await db.conn.run(
-          "CREATE TABLE IF NOT EXISTS advisor_choices (key VARCHAR, module VARCHAR, scheme VARCHAR)",
+          `CREATE TABLE IF NOT EXISTS advisor_choices (key VARCHAR, rank DOUBLE, module VARCHAR,
+             score DOUBLE, extra_bytes DOUBLE, kept BOOLEAN)`,
         );
         await db.conn.run(
-          "INSERT INTO advisor_choices VALUES ('a0', 'layers.0.mlp.down_proj', 'bf16'), ('a0', 'layers.1.mlp.down_proj', 'bf16')",
+          `INSERT INTO advisor_choices VALUES
+             ('adv0', 1, 'layers.0.mlp.down_proj', 0.9, 1000, true),
+             ('adv0', 2, 'layers.1.mlp.down_proj', 0.5, 1000, true),
+             ('adv0', 3, 'layers.2.mlp.down_proj', 0.1, 1000, false)`,
         );
       }
     });

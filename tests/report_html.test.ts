@@ -56,7 +56,11 @@ Deno.test("lab report: self-contained HTML with the SQL under each chart, PNGs",
     assert.match(md, /\*\*Most sensitive:\*\* layer 0 /);
     assert.match(md, /\*\*Least sensitive:\*\* layer 3 /);
     assert.match(md, /layer 0 down_proj/);
-    assert.match(md, /advisor suggests keeping 2 modules in bf16: layers\.0\.mlp\.down_proj/);
+    assert.match(
+      md,
+      /advise: the advisor suggests keeping 2 modules in bf16 and quantizing the rest to nf4: layers\.0\.mlp\.down_proj, layers\.1\.mlp\.down_proj\./,
+    );
+    assert.match(md, /advise: kept modules = 2 modules/);
     console.log(`report PNGs: ${pngDir}`);
   });
 });
