@@ -214,17 +214,22 @@ export async function executePlan(
   };
 
   const aborted = abortPromise(ac.signal);
+  const depsDone = (n: PlanNode) =>
+    n.deps.every((d) => {
+      const s = outcomes.get(d)?.status;
+      return s === "ok" || s === "cached";
+    });
   while ((pending.size || running.size) && !ac.signal.aborted) {
+    // An exclusive stage (a timing measurement) runs alone: once one is ready, nothing else
+    // starts until the running stages drain and it has finished.
+    const soloRunning = [...running.keys()].some((n) => n.stage.exclusive);
+    const soloReady = [...pending].find((n) => n.stage.exclusive && depsDone(n));
     for (const n of [...pending]) {
-      if (ac.signal.aborted) break;
+      if (ac.signal.aborted || soloRunning) break;
+      if (soloReady && (n !== soloReady || running.size > 0)) continue;
       const slot = slotOf(n);
       if (busy[slot] >= (slot === "gpu" ? gpuSlots : cpuSlots)) continue;
-      if (
-        !n.deps.every((d) => {
-          const s = outcomes.get(d)?.status;
-          return s === "ok" || s === "cached";
-        })
-      ) continue;
+      if (!depsDone(n)) continue;
       pending.delete(n);
       busy[slot]++;
       reporter?.nodeStart(n);
@@ -245,6 +250,7 @@ export async function executePlan(
             }] as [PlanNode, NodeResult],
         ),
       );
+      if (n.stage.exclusive) break;
     }
     if (!running.size) break; // nothing can start: the rest waits on failed inputs (already skipped)
     const [n, r] = await Promise.race([...running.values(), aborted]) ?? [];

@@ -23,6 +23,12 @@ type BuilderArgs<I extends readonly string[], PIn> = {} extends PIn
   ? [...InputArgs<I>, params?: PIn]
   : [...InputArgs<I>, params: PIn];
 
+/** Input names without their trailing optional ones. */
+type DropOptionalTail<I extends readonly string[]> = I extends
+  readonly [...infer Head extends string[], infer Last extends string]
+  ? Last extends `${string}?` ? DropOptionalTail<Head> : I
+  : I;
+
 /** What defineStage takes. */
 export interface StageDefinition<
   K extends string,
@@ -37,6 +43,8 @@ export interface StageDefinition<
   inputs?: I;
   /** Which slot the stage needs: "gpu" stages run one per GPU, others by CPU cores. */
   device?: Device;
+  /** Run alone, with no other stage at the same time (timing measurements need the machine). */
+  exclusive?: boolean;
   /** The module whose source keys this stage (default: the file that called defineStage). */
   module?: string | URL;
   /** Extra JSON that goes into the cache key, e.g. a hash of a data file that params name. */
@@ -51,6 +59,7 @@ export interface StageDef {
   schema: z.ZodType;
   inputs: { name: string; optional: boolean; list: boolean }[];
   device: Device;
+  exclusive: boolean;
   moduleUrl: string;
   definedAt?: { line: number; col: number };
   keyExtra?: (params: never, cwd: string) => unknown | Promise<unknown>;
@@ -60,6 +69,8 @@ export interface StageDef {
 /** A stage builder: call it inside a pipeline to add a node; it returns the node's handle. */
 export type StageBuilder<K extends string, S extends z.ZodType, I extends readonly string[]> =
   & ((...args: BuilderArgs<I, z.input<S>>) => StageHandle<K>)
+  // Trailing optional inputs may be left out: quantize(model, { scheme }).
+  & ((...args: BuilderArgs<DropOptionalTail<I>, z.input<S>>) => StageHandle<K>)
   & { readonly stage: StageDef; readonly kind: K };
 
 const STAGE_URL = new URL(import.meta.url).href;
@@ -99,6 +110,7 @@ export function defineStage<
     schema: def.params ?? z.object({}),
     inputs,
     device: def.device ?? "cpu",
+    exclusive: def.exclusive ?? false,
     moduleUrl,
     definedAt,
     keyExtra: def.keyExtra as StageDef["keyExtra"],

@@ -233,6 +233,12 @@ export const VIEWS: { name: string; sql: string }[] = [
                    max(e.value) FILTER (WHERE e.metric = 'accuracy') AS accuracy
             FROM evals e JOIN children c ON c.key = e.key AND c.kind = 'evaluate'
             GROUP BY c.model_key),
+          an AS (
+            SELECT json_extract_string(s.inputs, '$.variant') AS model_key,
+                   max(m.value) FILTER (WHERE m.name = 'kld_mean') AS kld_mean,
+                   max(m.value) FILTER (WHERE m.name = 'top1_agreement') AS top1_agreement
+            FROM latest_stages s JOIN metrics m USING (key)
+            WHERE s.kind = 'analyze' AND s.status = 'ok' GROUP BY 1),
           base AS (
             SELECT q.pipeline, q.base_key, ev.ppl AS fp32_ppl FROM q JOIN ev ON ev.model_key = q.key
             WHERE q.scheme = 'fp32')
@@ -241,11 +247,13 @@ export const VIEWS: { name: string; sql: string }[] = [
                  prof.peak_all / 1e6 AS peak_mb, prof.ttft_ms, prof.prefill_tps, prof.decode_tps,
                  prof.batch AS profile_batch, prof.prompt_tokens AS profile_prompt_tokens,
                  ev.ppl, ev.ppl - base.fp32_ppl AS delta_ppl, ev.bits_per_byte, ev.accuracy,
+                 an.kld_mean, an.top1_agreement,
                  q.key, q.coords
           FROM q
           LEFT JOIN m ON m.key = q.key
           LEFT JOIN prof ON prof.model_key = q.key AND prof.rn = 1
           LEFT JOIN ev ON ev.model_key = q.key
+          LEFT JOIN an ON an.model_key = q.key
           LEFT JOIN base ON base.pipeline = q.pipeline AND base.base_key = q.base_key`,
   },
   {

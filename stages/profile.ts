@@ -40,6 +40,8 @@ const asList = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
 export const profile = defineStage({
   kind: "profile",
   inputs: ["model"],
+  // Timings taken while other stages share the cores are not worth recording.
+  exclusive: true,
   params: profileParams,
   run: async (ctx) => {
     const p = ctx.params;

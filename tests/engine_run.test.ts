@@ -192,6 +192,56 @@ export default pipeline("meet", ({ sweep }) => {
   }]);
 });
 
+Deno.test("an exclusive stage runs alone, never beside another stage", async () => {
+  const t = tempProject();
+  const file = t.write(
+    "p.ts",
+    `import { z } from "zod";
+import { defineStage, pipeline } from "${ENGINE}";
+import { source } from "${FIXTURE_STAGES}";
+const work = (exclusive: boolean) =>
+  defineStage({
+    kind: exclusive ? "timed" : "busy",
+    exclusive,
+    inputs: ["src"],
+    params: z.object({ id: z.number() }),
+    run: async (ctx) => {
+      const start = performance.timeOrigin + performance.now();
+      await new Promise((r) => setTimeout(r, 60));
+      ctx.record("spans", { id: ctx.params.id, solo: exclusive, t0: start, t1: performance.timeOrigin + performance.now() });
+    },
+  });
+const busy = work(false), timed = work(true);
+export default pipeline("solo", ({ sweep }) => {
+  const src = source();
+  for (const id of sweep("id", [1, 2, 3, 4])) busy(src, { id });
+  for (const id of sweep("t", [10, 11])) timed(src, { id });
+});
+`,
+  );
+  const s = await runPipeline(file, inline(t.results, { jobs: 4 }));
+  assert.equal(s.status, "ok", s.failures.map((f) => f.error?.message).join());
+  const spans = await queryRows(
+    t.results,
+    "SELECT id, solo, t0, t1 FROM spans ORDER BY t0",
+  );
+  assert.equal(spans.length, 6);
+  for (const a of spans.filter((x) => x.solo)) {
+    for (const b of spans) {
+      if (a === b) continue;
+      const overlap = Number(b.t0) < Number(a.t1) && Number(a.t0) < Number(b.t1);
+      assert.ok(!overlap, `stage ${a.id} (exclusive) overlapped stage ${b.id}`);
+    }
+  }
+  // the busy stages still ran side by side
+  const busy = spans.filter((x) => !x.solo);
+  assert.ok(
+    busy.some((a) =>
+      busy.some((b) => a !== b && Number(b.t0) < Number(a.t1) && Number(a.t0) < Number(b.t1))
+    ),
+  );
+});
+
 Deno.test("--force re-runs a kind and its descendants; --only runs a subset", async () => {
   const t = tempProject();
   const file = t.write("p.ts", basicPipeline("basic", [1, 2, 3]));
