@@ -138,13 +138,20 @@ export function multipleChoice(
 export function exactMatch(
   model: LlamaModel,
   items: readonly AnswerItem[],
-  opts: { extraTokens?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    /** Tokens to generate beyond the answer's own length (default 4). */
+    extraTokens?: number;
+    /** A fixed generation length instead (overrides extraTokens). */
+    maxNewTokens?: number;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): { items: number; exactMatch: number; tokens: number } {
   let right = 0, tokens = 0;
   items.forEach((item, i) => {
     const prompt = encode(model, item.prompt, true);
     const want = item.answer.trim();
-    const budget = encode(model, item.answer, false).length + (opts.extraTokens ?? 4);
+    const budget = opts.maxNewTokens ??
+      encode(model, item.answer, false).length + (opts.extraTokens ?? 4);
     const r = model.generate([prompt], { maxNewTokens: budget });
     const text = model.tokenizer!.decode(r.tokens[0], { skipSpecialTokens: true }).trim();
     tokens += prompt.length + r.tokens[0].length;
