@@ -21,7 +21,7 @@ function best(reps: number, fn: () => void): number {
 }
 
 /** Runs the benchmark and prints the ratios. */
-export async function main(args: string[]): Promise<void> {
+export function main(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
     options: { model: { type: "string" }, tokens: { type: "string", default: "512" } },
@@ -75,4 +75,5 @@ export async function main(args: string[]): Promise<void> {
   } finally {
     Deno.removeSync(tmp, { recursive: true });
   }
+  return Promise.resolve();
 }
