@@ -14,6 +14,7 @@ import {
   tidy,
   zeros,
 } from "../ffi/mod.ts";
+import { linearModules as allModules, type ModuleSlot } from "./modules.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import type { LlamaModel } from "./llama.ts";
 import { QuantizedLinear } from "./quant/quantized_linear.ts";
@@ -154,55 +155,11 @@ export class LoRALinear implements LinearLayer {
 
 // ---------------------------------------------------------------- module names
 
-/** One projection of a model under its Hugging Face module name. */
-export interface ModuleSlot {
-  /** e.g. "model.layers.0.self_attn.q_proj" or "lm_head". */
-  name: string;
-  /** For Phi-3's split projections: the fused checkpoint module they came from. */
-  fusedInto: string | null;
-  get(): LinearLayer;
-  set(layer: LinearLayer): void;
-}
+export type { ModuleSlot };
 
-const ATTN = [["qProj", "q_proj"], ["kProj", "k_proj"], ["vProj", "v_proj"], [
-  "oProj",
-  "o_proj",
-]] as const;
-const MLP = [["gateProj", "gate_proj"], ["upProj", "up_proj"], ["downProj", "down_proj"]] as const;
-
-/** Every projection of `model`, named as in its Hugging Face checkpoint. */
+/** Every projection of `model`, lm_head included (even when tied), named as in its checkpoint. */
 export function linearModules(model: LlamaModel): ModuleSlot[] {
-  const fused = model.config.fusedProjections;
-  const out: ModuleSlot[] = [];
-  model.weights.layers.forEach((lw, l) => {
-    for (const [field, short] of [...ATTN, ...MLP]) {
-      const group = ATTN.some(([f]) => f === field) ? "self_attn" : "mlp";
-      const name = `model.layers.${l}.${group}.${short}`;
-      let fusedInto: string | null = null;
-      if (fused && ["q_proj", "k_proj", "v_proj"].includes(short)) {
-        fusedInto = `model.layers.${l}.self_attn.qkv_proj`;
-      } else if (fused && ["gate_proj", "up_proj"].includes(short)) {
-        fusedInto = `model.layers.${l}.mlp.gate_up_proj`;
-      }
-      out.push({
-        name,
-        fusedInto,
-        get: () => lw[field],
-        set: (layer) => {
-          lw[field] = layer;
-        },
-      });
-    }
-  });
-  out.push({
-    name: "lm_head",
-    fusedInto: null,
-    get: () => model.weights.lmHead,
-    set: (layer) => {
-      model.weights.lmHead = layer;
-    },
-  });
-  return out;
+  return allModules(model, { includeTiedHead: true });
 }
 
 function globToRegExp(glob: string): RegExp {

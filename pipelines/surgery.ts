@@ -1,26 +1,14 @@
 // Mixed-precision "surgery": analyze a 4-bit model, let the advisor pick the modules to keep
 // in bf16 for a KLD budget, quantize with that advice, and check the result.
 //   deno task lab run pipelines/surgery.ts
-import { advise, analyze, evaluate, finetune, load, pipeline, quantize } from "../mod.ts";
+import { advise, analyze, evaluate, pipeline, quantize } from "../mod.ts";
+import { trainedTinyModel } from "./trained_tiny.ts";
 
 const EVAL = { dataset: "data/eval.txt", contextLength: 256, stride: 128 };
 
 export default pipeline("surgery", ({ sweep }) => {
-  // The same trained model as the default sweep (identical stages are shared through the cache).
-  const base = load({ tiny: { arch: "llama", preset: "small", seed: 0 } });
-  const trained = finetune(base, {
-    method: "full",
-    data: "data/train.txt",
-    maxLength: 64,
-    steps: 150,
-    batchSize: 8,
-    lr: 2e-3,
-    schedule: "cosine",
-    warmupSteps: 20,
-    weightDecay: 0.01,
-    valFraction: 0.05,
-    evalEvery: 50,
-  });
+  // The same trained model as the default sweep (shared through the cache).
+  const trained = trainedTinyModel();
   const fp32 = quantize(trained, { scheme: "fp32" }).named("fp32");
   evaluate(fp32, EVAL);
   const nf4 = quantize(trained, { scheme: "nf4" }).named("nf4");

@@ -1,6 +1,7 @@
 // The default sweep (`deno task sweep`): a small model trained on the bundled text, then every
 // quantization scheme this libtorch supports, each profiled and evaluated.
-import { analyze, evaluate, finetune, load, pipeline, profile, quantize } from "../mod.ts";
+import { analyze, evaluate, pipeline, profile, quantize } from "../mod.ts";
+import { trainedTinyModel } from "./trained_tiny.ts";
 import { supportedSchemes } from "../models/quant/schemes.ts";
 
 // Schemes in the table: the casts, int8, the 4-bit formats, fp8 where libtorch has it.
@@ -16,21 +17,7 @@ export const SUMMARY_SQL = `SELECT configuration, round(weight_mb, 2) AS weight_
 FROM quant_tradeoff WHERE pipeline = 'sweep' ORDER BY weight_mb DESC`;
 
 export default pipeline("sweep", ({ sweep }) => {
-  const base = load({ tiny: { arch: "llama", preset: "small", seed: 0 } });
-  // Trained first, so that perplexity differences between schemes mean something.
-  const trained = finetune(base, {
-    method: "full",
-    data: "data/train.txt",
-    maxLength: 64,
-    steps: 150,
-    batchSize: 8,
-    lr: 2e-3,
-    schedule: "cosine",
-    warmupSteps: 20,
-    weightDecay: 0.01,
-    valFraction: 0.05,
-    evalEvery: 50,
-  });
+  const trained = trainedTinyModel();
   for (const scheme of sweep("scheme", SCHEMES)) {
     const q = quantize(trained, { scheme });
     profile(q, { batch: [1, 8], promptTokens: [64], newTokens: 32, repeats: 3 });

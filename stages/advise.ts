@@ -4,18 +4,11 @@ import { z } from "zod";
 import { defineStage } from "../engine/mod.ts";
 import { adviseMixedPrecision } from "../models/analysis/advisor.ts";
 import { calibrationIds, chunk } from "../models/analysis/compare.ts";
-import { parseScheme } from "../models/quant/schemes.ts";
+import { schemeName } from "./quantize.ts";
 import { absPath, fileHash, modelSource, openModel } from "./model_input.ts";
 import { loadModel } from "../models/load.ts";
 
-const scheme = z.string().refine((s) => {
-  try {
-    parseScheme(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, { message: "a quantization scheme name (see SCHEME_NAMES)" });
+const scheme = schemeName;
 
 /** The advise stage's params. */
 export const adviseParams = z.object({

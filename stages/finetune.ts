@@ -1,7 +1,9 @@
 // The `finetune` stage: full, LoRA or QLoRA fine-tuning of a Llama-family checkpoint on
 // instruction data (or plain text), writing PEFT adapters or an HF checkpoint.
 import { z } from "zod";
-import { isAbsolute, join } from "node:path";
+import { join } from "node:path";
+import { existsSync } from "node:fs";
+import { absPath, fileHash, modelSource } from "./model_input.ts";
 import { defineStage, type InputInfo } from "../engine/mod.ts";
 import { loadModel } from "../models/load.ts";
 import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora.ts";
@@ -81,15 +83,6 @@ export interface FinetuneOutput {
   valLossAfter: number | null;
 }
 
-function exists(p: string): boolean {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The HF folder (and adapter, if any) that a model input or the `model` param names. Inputs
  * follow stages/model_input.ts's ModelOutput: `model`, or `adapter` on `baseModel`.
@@ -99,48 +92,19 @@ export function resolveModelDir(
   param: string | undefined,
   cwd: string,
 ): { dir: string; adapter: string | null } {
-  if (input) {
-    const out = (input.output ?? {}) as Record<string, unknown>;
-    const at = (v: string) => (isAbsolute(v) ? v : join(input.artifacts, v));
-    if (typeof out.model === "string" && exists(join(at(out.model), "config.json"))) {
-      return { dir: at(out.model), adapter: null };
-    }
-    if (typeof out.adapter === "string" && typeof out.baseModel === "string") {
-      return { dir: out.baseModel, adapter: at(out.adapter) };
-    }
-    const hit = [join(input.artifacts, "model"), input.artifacts].find((c) =>
-      exists(join(c, "config.json"))
-    );
-    if (!hit) {
-      throw new Error(
-        `finetune: input stage "${input.name}" (${input.kind}) left no HF checkpoint (config.json) ` +
-          `in ${input.artifacts}`,
-      );
-    }
-    return { dir: hit, adapter: null };
-  }
+  if (input) return modelSource(input);
   if (!param) {
     throw new Error(
       'finetune: give a model input (load(...)) or the "model" param (an HF checkpoint folder)',
     );
   }
-  const dir = isAbsolute(param) ? param : join(cwd, param);
-  if (!exists(join(dir, "config.json"))) {
+  const dir = absPath(param, cwd);
+  if (!existsSync(join(dir, "config.json"))) {
     throw new Error(
       `finetune: model folder ${dir} has no config.json; point "model" at an HF checkpoint`,
     );
   }
   return { dir, adapter: null };
-}
-
-async function fileHash(path: string): Promise<string> {
-  try {
-    const bytes = await Deno.readFile(path);
-    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-    return Array.from(d.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
-  } catch {
-    return "missing";
-  }
 }
 
 /** Fine-tunes a model: `finetune(model, { method: "qlora", r: 16, ... })`. */
@@ -150,7 +114,7 @@ export const finetune = defineStage({
   params: finetuneParams,
   // The data file (and a path-named model's weights) change results without changing params.
   keyExtra: async (p, cwd) => {
-    const abs = (f: string) => (isAbsolute(f) ? f : join(cwd, f));
+    const abs = (f: string) => absPath(f, cwd);
     const extra: Record<string, string> = { data: await fileHash(abs(p.data)) };
     if (p.model) {
       for (const f of ["config.json", "model.safetensors"]) {
@@ -169,7 +133,7 @@ export const finetune = defineStage({
       p.model,
       ctx.cwd,
     );
-    const dataPath = isAbsolute(p.data) ? p.data : join(ctx.cwd, p.data);
+    const dataPath = absPath(p.data, ctx.cwd);
     const model = loadModel(modelDir, { dtype: p.dtype, device: p.device });
     try {
       // Training continues from an adapted input: its adapter is folded in first.

@@ -7,7 +7,8 @@ import { saveQuantizedModel } from "../models/quant/checkpoint.ts";
 import { parseScheme, SCHEME_NAMES } from "../models/quant/schemes.ts";
 import { modelLabel, type ModelOutput, openModel } from "./model_input.ts";
 
-const schemeName = z.string().refine((s) => {
+/** A quantization scheme name, checked when the pipeline is planned. */
+export const schemeName = z.string().refine((s) => {
   try {
     parseScheme(s);
     return true;

@@ -253,6 +253,11 @@ Deno.test("gradient checkpointing: same loss and gradients as the plain backward
     };
     const a = grads(false), b = grads(true);
     assert.ok(Math.abs(a.loss - b.loss) < 1e-4, `${method}: loss ${a.loss} vs ${b.loss}`);
-    a.g.forEach((ga, i) => assertClose(b.g[i], ga, 1e-5, `${method} (${arch}) grad ${i}`));
+    // Relative to the gradient's size: libtorch's reductions may split work differently
+    // between the two paths (and with the threads it gets), which moves the last bits.
+    a.g.forEach((ga, i) => {
+      const scale = Math.max(1, ...ga.map(Math.abs));
+      assertClose(b.g[i], ga, 1e-5 * scale, `${method} (${arch}) grad ${i}`);
+    });
   }
 });

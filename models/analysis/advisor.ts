@@ -2,7 +2,7 @@
 // quantized to a base scheme meets a budget, chosen greedily by measured sensitivity per
 // extra byte and verified by evaluating the result.
 import type { LlamaModel } from "../llama.ts";
-import { linearModules } from "../quant/modules.ts";
+import { linearModules } from "../modules.ts";
 import { fitScheme, quantizeModel } from "../quant/quantize_model.ts";
 import { packedBytes, parseScheme } from "../quant/schemes.ts";
 import { compareDistributions } from "./divergence.ts";
@@ -80,7 +80,7 @@ export function adviseMixedPrecision(
     quantizeModel(q, { scheme: o.scheme });
     return layerSensitivity(reference, q, o.calibration, { modes: ["isolated"] });
   })();
-  const slots = linearModules(reference.weights, reference.config.tieWordEmbeddings);
+  const slots = linearModules(reference);
   const ranking = slots.map((s) => {
     const layer = s.get();
     const row = rows.find((r) =>

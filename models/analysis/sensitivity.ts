@@ -3,7 +3,7 @@
 import { keep, noGrad, type Tensor, tidy } from "../../ffi/mod.ts";
 import type { LinearLayer } from "../linear.ts";
 import type { LlamaModel } from "../llama.ts";
-import { linearModules, type ModuleSlot } from "../quant/modules.ts";
+import { linearModules, type ModuleSlot } from "../modules.ts";
 import { assertComparable } from "./compare.ts";
 import { denseWeight } from "./dense_weight.ts";
 
@@ -120,8 +120,8 @@ export function layerSensitivity(
 ): SensitivityRow[] {
   assertComparable(reference, variant);
   const modes = opts.modes ?? ["isolated", "end_to_end", "weight"];
-  const refSlots = linearModules(reference.weights, reference.config.tieWordEmbeddings);
-  const varSlots = linearModules(variant.weights, variant.config.tieWordEmbeddings);
+  const refSlots = linearModules(reference);
+  const varSlots = linearModules(variant);
   if (refSlots.length !== varSlots.length) {
     throw new Error("analyze: the models have different linear modules (tied vs untied lm_head)");
   }

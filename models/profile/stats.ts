@@ -14,14 +14,5 @@ export function summary(xs: readonly number[]): { median: number; min: number; m
   return { median: quantile(xs, 0.5), min: Math.min(...xs), max: Math.max(...xs) };
 }
 
-/** A seeded uniform generator in [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform generator in [0, 1). */
+export { seededRandom as rng } from "../sampling.ts";

@@ -10,7 +10,7 @@ import { CheckpointError, saveSafetensors, ShardedCheckpoint } from "../safetens
 import { loadTokenizer } from "../tokenizer.ts";
 import type { LayerWeights, ModelWeights } from "../weights.ts";
 import { CastLinear } from "./cast_linear.ts";
-import { LAYER_PROJECTIONS, linearModules } from "./modules.ts";
+import { LAYER_PROJECTIONS, linearModules } from "../modules.ts";
 import { partNames, QuantizedLinear } from "./quantized_linear.ts";
 import { parseScheme } from "./schemes.ts";
 
@@ -79,7 +79,7 @@ export function saveQuantizedModel(model: LlamaModel, dir: string): void {
     tensors.set(`model.layers.${i}.post_attention_layernorm.weight`, l.postAttentionNorm);
   });
   const modules: Record<string, ModuleEntry> = {};
-  for (const slot of linearModules(w, model.config.tieWordEmbeddings)) {
+  for (const slot of linearModules(model)) {
     const layer = slot.get();
     modules[slot.name] = {
       scheme: schemeOf(layer, model.dtype),

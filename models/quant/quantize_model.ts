@@ -3,7 +3,7 @@ import { type DType, type Tensor, tidy } from "../../ffi/mod.ts";
 import { Linear, type LinearLayer } from "../linear.ts";
 import type { LlamaModel } from "../llama.ts";
 import { CastLinear } from "./cast_linear.ts";
-import { globMatcher, linearModules } from "./modules.ts";
+import { globMatcher, linearModules } from "../modules.ts";
 import { QuantizedLinear } from "./quantized_linear.ts";
 import { parseScheme, type Scheme } from "./schemes.ts";
 
@@ -108,7 +108,7 @@ function relativeError(original: Tensor, replaced: LinearLayer): number {
 /** Quantizes `model`'s linear modules in place and reports per-module sizes and errors. */
 export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): QuantizationReport {
   const started = performance.now();
-  const slots = linearModules(model.weights, model.config.tieWordEmbeddings);
+  const slots = linearModules(model);
   const schemes = moduleSchemes(slots.map((s) => s.name), opts);
   // Check every module before changing any, so a refusal leaves the model as it was.
   const plan = slots.map((slot) => {

@@ -1,6 +1,7 @@
 // Training data: Alpaca-style instruction records rendered through a prompt
 // template (loss on the response only), plain text chunked into blocks, a
 // seeded train/validation split, and a count of the records that could not be used.
+import { seededRandom } from "../sampling.ts";
 import type { TextTokenizer } from "../tokenizer.ts";
 
 /** Label value the loss ignores (as PyTorch's cross_entropy ignore_index). */
@@ -401,16 +402,7 @@ export function textBlocks(path: string, opts: TextOptions): Dataset {
 // ---------------------------------------------------------------- splitting
 
 /** mulberry32: a small seeded generator in [0, 1). */
-export function seededRng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRng: (seed: number) => () => number = seededRandom;
 
 /** Fisher–Yates shuffle of a copy, driven by `rng`. */
 export function shuffled<T>(items: readonly T[], rng: () => number): T[] {
