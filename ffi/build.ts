@@ -43,7 +43,8 @@ function cpuVectorFlags(): string[] {
   try {
     const flags = Deno.readTextFileSync("/proc/cpuinfo").match(/^flags\s*:(.*)$/m)?.[1] ?? "";
     const has = (f: string) => new RegExp(`\\b${f}\\b`).test(flags);
-    return has("avx2") && has("fma") ? ["-mavx2", "-mfma"] : [];
+    if (!has("avx2") || !has("fma")) return [];
+    return has("f16c") ? ["-mavx2", "-mfma", "-mf16c"] : ["-mavx2", "-mfma"];
   } catch {
     return [];
   }

@@ -9,6 +9,7 @@
 //   3 int4  asymmetric per group of a row: [packed u8 [out*in/2], scale f16 [out,in/g],
 //           zero u8 [out,in/g]]
 //   4 fp8   e4m3 per output channel (libtorch >= 2.1): [q f8 [out,in], scale f32 [out]]
+//   5 half  a float16 or bfloat16 weight widened per call: [w [out,in]]
 // Blockwise 4-bit tensors: [packed u8 [ceil(n/2)], absmax f32 [nb]] or, with double
 // quantization, [packed, qabsmax i8 [nb], scale2 f32 [ceil(nb/block2)], offset f32 [1]].
 // Packing: element 2i in the high nibble of byte i, element 2i+1 in the low nibble.
@@ -411,7 +412,26 @@ at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<a
   at::Tensor y = at::empty({m, rows}, at::kFloat);
   const float* xp = xf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  if (kind == 0) {
+  if (kind == 5) {
+    at::Tensor w16 = t.at(0).contiguous();
+    const bool bf = w16.scalar_type() == at::kBFloat16;
+    if (!bf && w16.scalar_type() != at::kHalf) {
+      throw std::invalid_argument("half kind needs a float16 or bfloat16 weight");
+    }
+    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
+      std::vector<float> w(cols);
+      for (int64_t o = o0; o < o1; o++) {
+        if (bf) {
+          const at::BFloat16* r = w16.data_ptr<at::BFloat16>() + o * cols;
+          for (int64_t i = 0; i < cols; i++) w[i] = static_cast<float>(r[i]);
+        } else {
+          const at::Half* r = w16.data_ptr<at::Half>() + o * cols;
+          for (int64_t i = 0; i < cols; i++) w[i] = static_cast<float>(r[i]);
+        }
+        for (int64_t r = 0; r < m; r++) yp[r * rows + o] = dot(xp + r * cols, w.data(), cols);
+      }
+    });
+  } else if (kind == 0) {
     expect(t.at(0), at::kChar, "int8 weights");
     at::Tensor q = t[0].contiguous();
     at::Tensor sc = t.at(1).to(at::kFloat).contiguous();
@@ -470,6 +490,8 @@ at::Tensor dequantize(int kind, const std::vector<at::Tensor>& t, const int64_t*
       return dequantize_int4(t, rows, cols, p[2]);
     case 4:
       return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
+    case 5:
+      return t.at(0).to(at::kFloat);
   }
   throw std::invalid_argument("unknown quantization kind " + std::to_string(kind));
 }

@@ -4,7 +4,7 @@ import { type DType, dtypeCode } from "./dtype.ts";
 import { handleArray, Tensor } from "./tensor.ts";
 
 /** Kernel format codes of quant.cpp. */
-export const QUANT_KIND = { int8: 0, nf4: 1, fp4: 2, int4: 3, fp8: 4 } as const;
+export const QUANT_KIND = { int8: 0, nf4: 1, fp4: 2, int4: 3, fp8: 4, half: 5 } as const;
 /** A kernel format name. */
 export type QuantKind = keyof typeof QUANT_KIND;
 

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { torch } from "../mod.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import { parseScheme, SchemeError } from "../models/quant/schemes.ts";
+import { CastLinear } from "../models/quant/cast_linear.ts";
 import { assertClose } from "./helpers.ts";
 
 const { tidy } = torch;
@@ -229,6 +230,22 @@ Deno.test("the small-batch (decode) kernel equals x @ dequant(W)ᵀ + b", () => 
         const gotBf = q.forward(x.to("bfloat16"));
         assert.equal(gotBf.dtype, "bfloat16");
         assertClose(gotBf.values(), want.values(), 0.4, `${s} bf16 rows=${rows}`);
+      }
+    }
+  });
+});
+
+Deno.test("half-precision storage widened per call equals the dense product, small and large batches", () => {
+  tidy(() => {
+    torch.manualSeed(7);
+    const w = torch.randn([40, 96]);
+    const b = torch.randn([40]);
+    for (const dtype of ["float16", "bfloat16"] as const) {
+      const layer = CastLinear.fromWeight(w, b, dtype);
+      for (const rows of [1, 5, 20]) {
+        const x = torch.randn([rows, 96]);
+        const want = torch.linear(x, layer.weight.to("float32"), b);
+        assertClose(layer.forward(x).values(), want.values(), 1e-4, `${dtype} rows=${rows}`);
       }
     }
   });

@@ -1,5 +1,5 @@
 // A projection whose weight is stored in a narrower float type and widened per call.
-import { type DType, linear, type Tensor } from "../../ffi/mod.ts";
+import { type DType, linear, quantizedLinear, type Tensor } from "../../ffi/mod.ts";
 import type { LinearLayer } from "../linear.ts";
 
 /** `y = x @ W.to(x.dtype)ᵀ + b` with W kept in `storage` dtype (e.g. fp16 under fp32 compute). */
@@ -22,6 +22,11 @@ export class CastLinear implements LinearLayer {
 
   forward(x: Tensor): Tensor {
     if (this.weight.dtype === x.dtype) return linear(x, this.weight, this.bias);
+    if (this.weight.dtype === "float16" || this.weight.dtype === "bfloat16") {
+      // One native call: small batches widen one row at a time, large ones the whole weight.
+      const shape: [number, number] = [this.outFeatures, this.inFeatures];
+      return quantizedLinear("half", x, [this.weight], shape, 0, 0, this.bias);
+    }
     using w = this.weight.to(x.dtype);
     if (!this.bias || this.bias.dtype === x.dtype) return linear(x, w, this.bias);
     using b = this.bias.to(x.dtype);

@@ -94,5 +94,7 @@ export function packedBytes(s: Scheme, out: number, inF: number): number {
     }
     case "int4":
       return n / 2 + (n / s.block) * 3;
+    case "half":
+      return n * 2;
   }
 }
