@@ -55,7 +55,7 @@ export function main(args: string[]): Promise<void> {
     const e2e = best(2, () => layerSensitivity(ref, variant, batches, { modes: ["end_to_end"] }));
     const kld = best(
       2,
-      () => compareDistributions(ref, variant, ids, { contextLength: 128, stride: 128 }),
+      () => compareDistributions(ref, variant, ids, { contextLength: 128, stride: 64 }),
     );
     console.log(
       `model ${

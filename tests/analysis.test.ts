@@ -97,6 +97,10 @@ Deno.test({
       () => compareDistributions(a, b, IDS),
       /differ in architecture \(LlamaForCausalLM vs Phi3ForCausalLM\)/,
     );
+    assert.throws(
+      () => compareDistributions(a, a, IDS, { contextLength: 32, stride: 32 }),
+      /stride in \[1, contextLength - 1 = 31\]/,
+    );
   },
 });
 

@@ -32,6 +32,12 @@ export function compareDistributions(
   assertComparable(reference, variant);
   const ctx = Math.min(opts.contextLength ?? 256, reference.config.maxPositionEmbeddings);
   const stride = opts.stride ?? Math.max(1, Math.floor(ctx / 2));
+  if (ctx < 2 || stride < 1 || stride >= ctx) {
+    throw new RangeError(
+      `analyze: need contextLength >= 2 and stride in [1, contextLength - 1 = ${ctx - 1}], ` +
+        `got contextLength ${ctx}, stride ${stride}`,
+    );
+  }
   const klds: number[] = [];
   let agree = 0, nllR = 0, nllV = 0;
   noGrad(() => {
