@@ -15,6 +15,7 @@
 // Packing: element 2i in the high nibble of byte i, element 2i+1 in the low nibble.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
 #include <algorithm>
@@ -504,6 +505,33 @@ at::Tensor dequantize(int kind, const std::vector<at::Tensor>& t, const int64_t*
   throw std::invalid_argument("unknown quantization kind " + std::to_string(kind));
 }
 
+// x @ dequant(W)ᵀ with a frozen quantized W, for training through it (QLoRA): the backward
+// dequantizes W again instead of autograd keeping every layer's dense weight alive between
+// the forward and the backward pass.
+struct FrozenQuantLinear : public torch::autograd::Function<FrozenQuantLinear> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t kind, const std::vector<at::Tensor>& parts,
+                            const std::vector<int64_t>& params) {
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["parts"] = c10::List<at::Tensor>(parts);
+    ctx->saved_data["params"] = c10::List<int64_t>(params);
+    at::NoGradGuard guard;
+    if (small_batch_ok(static_cast<int>(kind), x, parts, params[1])) {
+      return small_batch_linear(static_cast<int>(kind), x, parts, params.data());
+    }
+    return at::linear(x, dequantize(static_cast<int>(kind), parts, params.data()).to(x.scalar_type()));
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const int kind = static_cast<int>(ctx->saved_data["kind"].toInt());
+    std::vector<at::Tensor> parts = ctx->saved_data["parts"].toTensorVector();
+    std::vector<int64_t> params = ctx->saved_data["params"].toIntVector();
+    const at::Tensor& gy = grads[0];
+    at::Tensor w = dequantize(kind, parts, params.data()).to(gy.scalar_type());
+    return {at::matmul(gy, w), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 std::vector<at::Tensor> handles(void* const* hs, int32_t n) {
   std::vector<at::Tensor> v;
   for (int32_t i = 0; i < n; i++) v.push_back(H(hs[i]));
@@ -586,7 +614,13 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
   try {
     const at::Tensor& xt = H(x);
     std::vector<at::Tensor> t = handles(hs, n);
-    if (!at::GradMode::is_enabled() || !xt.requires_grad()) {
+    if (at::GradMode::is_enabled() && xt.requires_grad()) {
+      std::vector<int64_t> p(params, params + 4);
+      at::Tensor y = FrozenQuantLinear::apply(xt, static_cast<int64_t>(kind), t, p);
+      if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
+      return wrap(y);
+    }
+    {
       if (small_batch_ok(kind, xt, t, params[1])) {
         at::Tensor y = small_batch_linear(kind, xt, t, params);
         if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());

@@ -251,6 +251,28 @@ Deno.test("half-precision storage widened per call equals the dense product, sma
   });
 });
 
+Deno.test("gradients flow to the input through a frozen quantized weight (QLoRA), as through the dense one", () => {
+  tidy(() => {
+    torch.manualSeed(8);
+    const w = torch.randn([24, 128]);
+    const b = torch.randn([24]);
+    for (const s of ["nf4", "int8", "int4-g32"]) {
+      const q = QuantizedLinear.fromWeight(w, b, parseScheme(s) as never);
+      const dense = q.dequantize();
+      for (const rows of [2, 12]) {
+        const x0 = torch.randn([rows, 128]);
+        const probe = torch.randn([rows, 24]);
+        const xa = x0.clone().requiresGrad_();
+        q.forward(xa).mul(probe).sum().backward();
+        const xb = x0.clone().requiresGrad_();
+        torch.linear(xb, dense, b).mul(probe).sum().backward();
+        assertClose(xa.grad!.values(), xb.grad!.values(), 1e-4, `${s} rows=${rows}`);
+        assert.equal(q.parts[0].requiresGrad, false);
+      }
+    }
+  });
+});
+
 Deno.test("odd sizes: a weight whose size is not a multiple of the block", () => {
   tidy(() => {
     torch.manualSeed(5);
