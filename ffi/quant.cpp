@@ -300,6 +300,28 @@ at::Tensor dequantize_ops(int kind, const std::vector<at::Tensor>& t, const int6
   return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
 }
 
+// Throws unless a 4-bit weight's tensors fit an [rows, cols] weight.
+void check_sizes(int kind, const std::vector<at::Tensor>& t, int64_t rows, int64_t cols,
+                 const int64_t* p) {
+  const int64_t n = rows * cols;
+  if (t.at(0).scalar_type() != at::kByte) throw std::invalid_argument("packed weights must be uint8");
+  if (t[0].numel() * 2 < n) throw std::invalid_argument("packed weights are too short");
+  if (kind == 3) {
+    if (t.size() != 3 || p[2] <= 0 || cols % p[2]) {
+      throw std::invalid_argument("int4: in_features not a multiple of the group size");
+    }
+    expect(t[1], at::kHalf, "int4 scales");
+    expect(t[2], at::kByte, "int4 zero points");
+    if (t[1].numel() != n / p[2] || t[2].numel() != n / p[2]) {
+      throw std::invalid_argument("int4: scale or zero-point count does not fit the weight");
+    }
+  } else {
+    if (p[2] <= 0 || t.at(1).numel() * p[2] < n) {
+      throw std::invalid_argument("absmax has too few blocks");
+    }
+  }
+}
+
 // ---------------------------------------------------------------- small-batch kernel
 
 // Decoding multiplies a handful of rows by each weight: memory-bound. This path reads the
@@ -385,6 +407,25 @@ struct RowDecoder {
   }
 };
 
+// A decoder over a 4-bit weight's tensors; `keep` holds the contiguous copies it points into.
+RowDecoder make_decoder(int kind, const std::vector<at::Tensor>& t, const int64_t* p,
+                        std::vector<at::Tensor>& keep) {
+  RowDecoder dec{kind, p[1], p[2]};
+  keep.push_back(t.at(0).contiguous());
+  dec.packed = keep.back().data_ptr<uint8_t>();
+  if (kind == 3) {
+    keep.push_back(t.at(1).to(at::kFloat).contiguous());
+    dec.gscale = keep.back().data_ptr<float>();
+    keep.push_back(t.at(2).contiguous());
+    dec.zero = keep.back().data_ptr<uint8_t>();
+  } else {
+    keep.push_back(block_absmax(t, p[3]));
+    dec.absmax = keep.back().data_ptr<float>();
+    dec.table = code_table(kind);
+  }
+  return dec;
+}
+
 // Σ x[i]·q[i] over an int8 row, without a float copy of it.
 float dot_i8(const float* x, const int8_t* q, int64_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -419,6 +460,7 @@ at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<a
     if (!bf && w16.scalar_type() != at::kHalf) {
       throw std::invalid_argument("half kind needs a float16 or bfloat16 weight");
     }
+    if (w16.numel() != rows * cols) throw std::invalid_argument("weight does not fit the layer's shape");
     at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
       std::vector<float> w(cols);
       for (int64_t o = o0; o < o1; o++) {
@@ -444,6 +486,9 @@ at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<a
     expect(t.at(0), at::kChar, "int8 weights");
     at::Tensor q = t[0].contiguous();
     at::Tensor sc = t.at(1).to(at::kFloat).contiguous();
+    if (q.numel() != rows * cols || sc.numel() != rows) {
+      throw std::invalid_argument("int8 weights or scales do not fit the layer's shape");
+    }
     const int8_t* qp = q.data_ptr<int8_t>();
     const float* sp = sc.data_ptr<float>();
     at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
@@ -454,19 +499,9 @@ at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<a
       }
     });
   } else {
-    RowDecoder dec{kind, cols, p[2]};
-    at::Tensor keep0 = t.at(0).contiguous(), keep1, keep2;  // alive for the raw pointers
-    dec.packed = keep0.data_ptr<uint8_t>();
-    if (kind == 3) {
-      keep1 = t.at(1).to(at::kFloat).contiguous();
-      keep2 = t.at(2).contiguous();
-      dec.gscale = keep1.data_ptr<float>();
-      dec.zero = keep2.data_ptr<uint8_t>();
-    } else {
-      keep1 = block_absmax(t, p[3]);
-      dec.absmax = keep1.data_ptr<float>();
-      dec.table = code_table(kind);
-    }
+    check_sizes(kind, t, rows, cols, p);
+    std::vector<at::Tensor> keep;
+    RowDecoder dec = make_decoder(kind, t, p, keep);
     at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
       std::vector<float> w(cols);
       for (int64_t o = o0; o < o1; o++) {
@@ -494,9 +529,23 @@ at::Tensor dequantize(int kind, const std::vector<at::Tensor>& t, const int64_t*
     }
     case 1:
     case 2:
-      return dequantize_blockwise(t, kind, rows * cols, p[2], p[3]).view({rows, cols});
-    case 3:
-      return dequantize_int4(t, rows, cols, p[2]);
+    case 3: {
+      // The element-wise loops check every size; the row decoder (table lookups with AVX2)
+      // takes over for the common even widths once the sizes are known to fit.
+      if (cols % 2 || rows == 0) {
+        return kind == 3 ? dequantize_int4(t, rows, cols, p[2])
+                         : dequantize_blockwise(t, kind, rows * cols, p[2], p[3]).view({rows, cols});
+      }
+      check_sizes(kind, t, rows, cols, p);
+      std::vector<at::Tensor> keep;
+      RowDecoder dec = make_decoder(kind, t, p, keep);
+      at::Tensor out = at::empty({rows, cols}, at::kFloat);
+      float* dst = out.data_ptr<float>();
+      at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; o++) dec(o, dst + o * cols);
+      });
+      return out;
+    }
     case 4:
       return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
     case 5:

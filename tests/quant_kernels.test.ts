@@ -302,3 +302,20 @@ Deno.test("scheme names: unknown and unsupported schemes are clear errors", () =
   assert.deepEqual(parseScheme("int4"), { name: "int4-g128", kind: "int4", block: 128, block2: 0 });
   assert.deepEqual(parseScheme("bf16"), { name: "bf16", kind: "cast", dtype: "bfloat16" });
 });
+
+Deno.test("storage that does not fit the layer's shape is an error, not a crash", () => {
+  tidy(() => {
+    const packed = torch.zeros([10], { dtype: "uint8" });
+    const absmax = torch.ones([1]);
+    const x = torch.ones([1, 64]);
+    assert.throws(
+      () => torch.quantizedLinear("nf4", x, [packed, absmax], [8, 64], 64, 0, null),
+      /packed weights are too short/,
+    );
+    const q8 = torch.zeros([4, 64], { dtype: "int8" });
+    assert.throws(
+      () => torch.quantizedLinear("int8", x, [q8, torch.ones([3])], [4, 64], 0, 0, null),
+      /do not fit the layer's shape/,
+    );
+  });
+});
