@@ -123,3 +123,12 @@ export async function ensureShim(opts: { force?: boolean; log?: (s: string) => v
   const seconds = (performance.now() - started) / 1000;
   return { path: SHIM_PATH, rebuilt: true, libtorch: lt, seconds } as BuildResult;
 }
+
+/** What the last build recorded (its hash covers sources, flags and libtorch), or null. */
+export function shimStamp(): { hash: string; libtorch: Libtorch } | null {
+  try {
+    return JSON.parse(readFileSync(STAMP_PATH, "utf8"));
+  } catch {
+    return null;
+  }
+}

@@ -1,4 +1,5 @@
 // The built-in stage kinds.
+import "./environment.ts";
 export { load, loadParams } from "./load.ts";
 export { quantize, quantizeParams } from "./quantize.ts";
 export { profile, profileParams } from "./profile.ts";

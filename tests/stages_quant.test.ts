@@ -44,6 +44,14 @@ Deno.test("quantize, profile and evaluate stages fill the tables and the quant_t
         { scheme: "int8", n: 16 },
         { scheme: "nf4", n: 14 },
       ]);
+      // The built shim, the device kind and the CPU are part of every built-in stage's key.
+      const env = await db.query(
+        `SELECT DISTINCT json_extract_string(env, '$.shim') AS shim,
+                json_extract_string(env, '$.device') AS device FROM cache_entries`,
+      );
+      assert.equal(env.rows.length, 1);
+      assert.match(String(env.rows[0].shim), /^[0-9a-f]{16}$/);
+      assert.equal(env.rows[0].device, "cpu");
       const ev = await db.query(`SELECT DISTINCT metric FROM evals ORDER BY metric`);
       assert.deepEqual(ev.rows.map((r) => r.metric), ["bits_per_byte", "nll", "ppl", "word_ppl"]);
     } finally {
