@@ -6,6 +6,7 @@ import {
   ENGINE,
   FIXTURE_STAGES,
   lab,
+  labCommandArgs,
   queryRows,
   ROOT,
   tempProject,
@@ -14,15 +15,7 @@ import {
 
 function spawnLab(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "tasks/lab.ts"),
-      ...args,
-    ],
+    args: labCommandArgs(args),
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdin: "null",

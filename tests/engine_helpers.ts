@@ -45,20 +45,25 @@ export default pipeline(${JSON.stringify(name)}, ({ sweep }) => {
 }
 
 /** Runs the lab CLI in a subprocess. */
+/** Deno's arguments for running the lab CLI with `args`. */
+export function labCommandArgs(args: string[]): string[] {
+  return [
+    "run",
+    "-A",
+    "--quiet",
+    "--config",
+    join(ROOT, "deno.json"),
+    join(ROOT, "tasks/lab.ts"),
+    ...args,
+  ];
+}
+
 export async function lab(
   args: string[],
   opts: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--quiet",
-      "--config",
-      join(ROOT, "deno.json"),
-      join(ROOT, "tasks/lab.ts"),
-      ...args,
-    ],
+    args: labCommandArgs(args),
     cwd: opts.cwd ?? ROOT,
     env: { NO_COLOR: "1", ...opts.env },
     stdout: "piped",
