@@ -189,14 +189,6 @@ export class TtyReporter extends BaseReporter {
       this.timer = timer;
     }
   }
-  override nodeProgress(
-    node: PlanNode,
-    done: number,
-    total: number | undefined,
-    message: string | undefined,
-  ): void {
-    super.nodeProgress(node, done, total, message);
-  }
   override end(s: RunSummary): void {
     clearInterval(this.timer);
     this.timer = undefined;

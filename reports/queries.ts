@@ -106,14 +106,17 @@ ORDER BY s.pipeline, s.variant, s.layer, s.module`,
   empty: "run a pipeline with an analyze stage (deno task sweep runs one per quantized model)",
 };
 
+// Each stage key's pipeline and name (latest run), for tables that carry only the key.
+const STAGE_BY_KEY = `(SELECT key, any_value(pipeline) AS pipeline, any_value(name) AS name
+      FROM latest_stages GROUP BY key)`;
+
 export const TRAINING: SectionQuery = {
   id: "training",
   title: "Training loss",
   needs: ["train_steps", "latest_stages"],
   sql: `SELECT st.pipeline, st.name AS run, t.step, t.loss, t.lr, t.grad_norm, t.tokens_per_s
 FROM train_steps t
-JOIN (SELECT key, any_value(pipeline) AS pipeline, any_value(name) AS name
-      FROM latest_stages GROUP BY key) st ON st.key = t.key
+JOIN ${STAGE_BY_KEY} st ON st.key = t.key
 WHERE t.loss IS NOT NULL
 ORDER BY st.pipeline, run, t.step`,
   empty: "run a fine-tuning pipeline: lab run pipelines/peft_compare.ts",
@@ -125,8 +128,7 @@ export const WARNINGS: SectionQuery = {
   needs: ["warnings", "latest_stages"],
   sql: `SELECT st.pipeline, st.name AS stage, w.severity, w.kind, w.message, w.metric, w.value
 FROM warnings w
-JOIN (SELECT key, any_value(pipeline) AS pipeline, any_value(name) AS name
-      FROM latest_stages GROUP BY key) st ON st.key = w.key
+JOIN ${STAGE_BY_KEY} st ON st.key = w.key
 ORDER BY CASE w.severity WHEN 'error' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
          st.pipeline, st.name`,
   empty: "no warnings recorded (analyze stages write them when metrics disagree)",
@@ -156,7 +158,6 @@ export const SECTIONS: SectionQuery[] = [
 /** Advisor results, when an analyze stage with the advisor wrote them. */
 export const ADVISOR_METRICS_SQL = `SELECT st.pipeline, st.name AS stage, m.name, m.value, m.unit
 FROM metrics m
-JOIN (SELECT key, any_value(pipeline) AS pipeline, any_value(name) AS name
-      FROM latest_stages GROUP BY key) st ON st.key = m.key
+JOIN ${STAGE_BY_KEY} st ON st.key = m.key
 WHERE m.name LIKE 'advisor_%'
 ORDER BY st.pipeline, st.name, m.name`;
