@@ -1,10 +1,6 @@
-/** An error the user caused and can fix: printed as a plain message, without a stack. */
-export class LabError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "LabError";
-  }
-}
+import { LabError } from "../errors.ts";
+
+export { LabError };
 
 /** Problems found while building or planning a pipeline; nothing has run. */
 export class PipelineError extends LabError {
@@ -22,6 +18,8 @@ export class PipelineError extends LabError {
 
 /** Message and stack of any thrown value, for meta.json and the stages table. */
 export function describeError(e: unknown): { message: string; stack?: string } {
+  // A user's mistake is told by its message; a stack would only bury it.
+  if (e instanceof LabError) return { message: e.message };
   if (e instanceof Error) return { message: e.message || e.name, stack: e.stack };
   return { message: String(e) };
 }

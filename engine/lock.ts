@@ -16,7 +16,13 @@ export async function lockResults(
   resultsDir: string,
   opts: { purpose: string; wait?: boolean; onWait?: (holder: string) => void },
 ): Promise<ResultsLock> {
-  Deno.mkdirSync(resultsDir, { recursive: true });
+  try {
+    Deno.mkdirSync(resultsDir, { recursive: true });
+  } catch (e) {
+    throw new LabError(
+      `cannot use ${resultsDir} as the results folder: ${(e as Error).message.split("\n")[0]}`,
+    );
+  }
   const path = join(resultsDir, ".lock");
   const file = Deno.openSync(path, { read: true, write: true, create: true });
   let warned = false;

@@ -106,7 +106,7 @@ export class LabDatabase {
         return db;
       } catch (e) {
         const msg = (e as Error).message ?? String(e);
-        if (!/lock/i.test(msg)) throw e;
+        if (!/lock/i.test(msg)) throw damaged(path, e) ?? e;
         if (Date.now() > deadline) {
           throw new LabError(
             `${path} is busy (another lab process is writing it); try again in a moment`,
@@ -149,7 +149,13 @@ export class LabDatabase {
   async query(
     sql: string,
   ): Promise<{ columns: string[]; types: string[]; rows: Record<string, unknown>[] }> {
-    const reader = await this.conn.runAndReadAll(sql);
+    let reader;
+    try {
+      reader = await this.conn.runAndReadAll(sql);
+    } catch (e) {
+      // Damage in a block only shows when a query reads it.
+      throw damaged(this.path, e) ?? e;
+    }
     const columns = reader.columnNames();
     const types = reader.columnTypes().map((t) => t.toString());
     const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
@@ -436,6 +442,23 @@ export class LabDatabase {
   }
 }
 
+/**
+ * A LabError saying that `path` is damaged (or not a DuckDB file at all) and how to get it
+ * back, when DuckDB's error says so; null for any other error.
+ */
+export function damaged(path: string, e: unknown): LabError | null {
+  const msg = (e as Error)?.message ?? String(e);
+  if (
+    !/not a valid DuckDB database|Could not read enough bytes|Corrupt|checksum|Serialization Error|can only read version|IO Error: .*read/i
+      .test(msg)
+  ) return null;
+  return new LabError(
+    `the results database ${path} is damaged or unreadable (${msg.replace(/\s+/g, " ")}). ` +
+      `It holds nothing the cache does not: lab db rebuild recreates it from results/cache ` +
+      `and results/runs.`,
+  );
+}
+
 function jsonPathKey(k: string): string {
   return JSON.stringify(k);
 }
@@ -500,8 +523,16 @@ export class ResultWriter {
   private viewColumns = new Set<string>();
   rowsLoaded = 0;
 
+  /** Earlier runs found dead when this one started: their rows are corrected on first flush. */
+  private interrupted: RunRow[];
+
+  /** The caller holds the results folder's lock (so any other "running" run is dead). */
   constructor(readonly resultsDir: string, public run: RunRow, readonly intervalMs = 2000) {
     this.cache = new CacheStore(resultsDir);
+    this.interrupted = markInterruptedRuns(resultsDir, run.run_id);
+    // The manifest exists from the start, so that a run killed before its first flush still
+    // shows up (as interrupted) in runs.
+    writeManifest(resultsDir, { run, stages: [] });
   }
 
   /**
@@ -553,12 +584,15 @@ export class ResultWriter {
       const replace = keys.filter((k) => this.replaced.has(k));
       for (const k of replace) loaded.delete(k);
       const toLoad = [...new Set(keys)].filter((k) => !loaded.has(k) && this.cache.has(k));
+      const interrupted = this.interrupted;
       await db.transaction(async () => {
+        for (const r of interrupted) await db.writeRun(r);
         if (replace.length) await db.forgetEntries(replace);
         await db.writeRun(this.run);
         await db.appendStages(stages);
         if (toLoad.length) this.rowsLoaded += await db.loadEntries(this.cache, toLoad);
       });
+      this.interrupted = [];
       // The generated views change only when new coordinates, params or metric names appear.
       const seen = this.viewColumns.size;
       for (const st of stages) {
@@ -607,7 +641,32 @@ export function readManifests(resultsDir: string): RunManifest[] {
   );
 }
 
-/** Recreates lab.duckdb from run manifests and cache entries alone. Returns row counts. */
+/**
+ * Marks runs whose manifest still says "running" as "interrupted": their coordinator was
+ * killed before it could say how it ended. Only call while holding the results folder's lock:
+ * then no other run can be alive. The finish time is the manifest's last write, the last sign
+ * of life. Returns the corrected run rows.
+ */
+export function markInterruptedRuns(resultsDir: string, except?: string): RunRow[] {
+  const out: RunRow[] = [];
+  for (const m of readManifests(resultsDir)) {
+    if (m.run.status !== "running" || m.run.run_id === except) continue;
+    let last: string | null = null;
+    try {
+      last = Deno.statSync(join(resultsDir, "runs", `${m.run.run_id}.json`)).mtime
+        ?.toISOString() ?? null;
+    } catch { /* gone meanwhile */ }
+    const run: RunRow = { ...m.run, status: "interrupted", finished_at: last };
+    writeManifest(resultsDir, { run, stages: m.stages });
+    out.push(run);
+  }
+  return out;
+}
+
+/**
+ * Recreates lab.duckdb from run manifests and cache entries alone (the caller holds the results
+ * folder's lock). Returns row counts.
+ */
 export async function rebuildDatabase(
   resultsDir: string,
 ): Promise<{ runs: number; stages: number; entries: number; rows: number }> {
@@ -619,6 +678,7 @@ export async function rebuildDatabase(
     } catch { /* none */ }
   }
   const cache = new CacheStore(resultsDir);
+  markInterruptedRuns(resultsDir);
   const manifests = readManifests(resultsDir);
   const keys = [...cache.keys()].sort();
   const db = await LabDatabase.open(tmp);

@@ -1,7 +1,8 @@
 // Hugging Face config.json for the Llama family, normalised into one shape.
+import { LabError } from "../errors.ts";
 
 /** A config.json problem, naming the file and field. */
-export class ConfigError extends Error {
+export class ConfigError extends LabError {
   constructor(message: string) {
     super(message);
     this.name = "ConfigError";

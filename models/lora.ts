@@ -2,6 +2,7 @@
 // A [r, in] Kaiming-uniform, B [out, r] zeros, output scaled by alpha/r (or
 // alpha/sqrt(r) with rsLoRA), saved as adapter_config.json +
 // adapter_model.safetensors under `base_model.model.<module>.lora_{A,B}.weight`.
+import { LabError } from "../errors.ts";
 import {
   dropout as dropoutOp,
   type DType,
@@ -22,7 +23,7 @@ import { loadSafetensors, saveSafetensors } from "./safetensors.ts";
 import { saveCheckpoint } from "./train/checkpoint.ts";
 
 /** An adapter, a config or a target list that cannot be used, with the reason and the fix. */
-export class LoraError extends Error {
+export class LoraError extends LabError {
   constructor(message: string) {
     super(message);
     this.name = "LoraError";

@@ -88,17 +88,22 @@ function code(sql: string): string {
 }
 
 /**
- * Why `sql` may not run in the SQL box, or null when it reads only (as far as the text
- * shows; DuckDB's statement type is checked too, in runReadOnly).
+ * Why `sql` may not run in the SQL box (or `where`, e.g. "lab query"), or null when it reads
+ * only (as far as the text shows; DuckDB's statement type is checked too, in prepareReadOnly).
  */
-export function refusal(sql: string): string | null {
+export function refusal(sql: string, where = "the SQL box"): string | null {
   const c = code(sql).trim();
   if (!c) return "empty statement: type a query, e.g. SELECT * FROM quant_tradeoff";
   const parts = c.split(";").map((s) => s.trim()).filter(Boolean);
   if (parts.length > 1) return "one statement at a time, please (remove the extra ';')";
   const verb = (/^\(|^[A-Za-z_]+/.exec(parts[0])?.[0] ?? "").toUpperCase();
+  if (verb === "COPY" || verb === "EXPORT") {
+    return `refused: ${verb} changes the database or writes files, and ${where} is read-only. ` +
+      `To save rows, use ` +
+      `lab query --csv "SELECT …" > file.csv, or lab export --parquet DIR.`;
+  }
   if (WRITE_VERBS.has(verb)) {
-    return `refused: ${verb} changes the database or the session, and the SQL box is read-only ` +
+    return `refused: ${verb} changes the database or the session, and ${where} is read-only ` +
       `(SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN). Results are written only by ` +
       `lab run.`;
   }
@@ -107,6 +112,33 @@ export function refusal(sql: string): string | null {
       `EXPLAIN); "${verb || parts[0].slice(0, 20)}" is not one`;
   }
   return null;
+}
+
+type Prepared = Awaited<
+  ReturnType<Awaited<ReturnType<LabDatabase["conn"]["extractStatements"]>>["prepare"]>
+>;
+
+/**
+ * Prepares `sql` when it is one statement that only reads, by its text and by DuckDB's own
+ * statement type; otherwise says why not. Nothing runs.
+ */
+export async function prepareReadOnly(
+  db: LabDatabase,
+  sql: string,
+  where = "the SQL box",
+): Promise<{ prepared: Prepared } | { refused: string }> {
+  const why = refusal(sql, where);
+  if (why) return { refused: why };
+  const extracted = await db.conn.extractStatements(sql);
+  if (extracted.count !== 1) return { refused: "one statement at a time, please" };
+  const prepared = await extracted.prepare(0);
+  const type = prepared.statementType as number;
+  if (type !== SELECT_STATEMENT && type !== EXPLAIN_STATEMENT) {
+    return {
+      refused: `refused: this statement would change the database; ${where} is read-only`,
+    };
+  }
+  return { prepared };
 }
 
 /** Runs one read-only statement on an open read-only database, at most MAX_ROWS rows back. */
@@ -119,19 +151,9 @@ export async function runReadOnly(db: LabDatabase, sql: string): Promise<SqlAnsw
   const t0 = performance.now();
   const timer = setTimeout(() => conn.interrupt(), TIMEOUT_MS);
   try {
-    const extracted = await conn.extractStatements(sql);
-    if (extracted.count !== 1) {
-      return { ok: false, refused: true, error: "one statement at a time, please" };
-    }
-    const prepared = await extracted.prepare(0);
-    const type = prepared.statementType as number;
-    if (type !== SELECT_STATEMENT && type !== EXPLAIN_STATEMENT) {
-      return {
-        ok: false,
-        refused: true,
-        error: "refused: this statement would change the database; the SQL box is read-only",
-      };
-    }
+    const checked = await prepareReadOnly(db, sql);
+    if ("refused" in checked) return { ok: false, refused: true, error: checked.refused };
+    const prepared = checked.prepared;
     const reader = await prepared.runAndReadUntil(MAX_ROWS + 1);
     const columns = reader.columnNames();
     const types = reader.columnTypes().map((t) => t.toString());

@@ -24,33 +24,54 @@ export async function labProgram(): Promise<Command> {
   const program = new Command("lab")
     .description("LLM Efficiency Lab: run pipelines, cache stages, query results")
     .option("--results <dir>", "results folder (default: $LAB_RESULTS or ./results)")
-    .showHelpAfterError()
-    .configureOutput({ outputError: (s, write) => write(s) });
+    .configureOutput({ outputError: (s, write) => write(s) })
+    // Set before the commands are added, which inherit it: errors come back to main().
+    .exitOverride();
   for (const mod of await Promise.all(COMMANDS)) mod.register(program);
   return program;
 }
 
-/** Runs the CLI with `args`; returns the exit code. */
+/** Runs the CLI with `args`; returns the exit code (2 for a user's mistake, 1 for a failure). */
 export async function main(args: string[]): Promise<number> {
   const program = await labProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(args, { from: "user" });
     return typeof Deno.exitCode === "number" ? Deno.exitCode : 0;
   } catch (e) {
     const err = e as { code?: string; exitCode?: number };
     if (typeof err?.code === "string" && err.code.startsWith("commander.")) {
-      return err.code === "commander.helpDisplayed" || err.code === "commander.version"
+      // Commander has printed its one-line message already (a bad flag or value).
+      return err.code === "commander.helpDisplayed" || err.code === "commander.version" ||
+          err.exitCode === 0
         ? 0
-        : err.exitCode ?? 2;
+        : 2;
     }
-    if (e instanceof LabError) {
-      console.error(`error: ${e.message}`);
+    const user = userMessage(e);
+    if (user !== null) {
+      console.error(`error: ${user}`);
       return 2;
     }
     console.error(e);
     return 1;
   }
+}
+
+/**
+ * The one-line message of an error the user caused, or null for a bug. Besides LabError,
+ * file-system refusals on paths the user named (a file where a folder belongs, a missing or
+ * unwritable path) are mistakes to fix, not crashes to debug.
+ */
+export function userMessage(e: unknown): string | null {
+  if (e instanceof LabError) return e.message;
+  const fs = [
+    Deno.errors.NotFound,
+    Deno.errors.AlreadyExists,
+    Deno.errors.NotADirectory,
+    Deno.errors.IsADirectory,
+    Deno.errors.PermissionDenied,
+  ];
+  if (fs.some((c) => e instanceof c)) return (e as Error).message.split("\n")[0];
+  return null;
 }
 
 if (import.meta.main) {

@@ -1,6 +1,7 @@
 // Training data: Alpaca-style instruction records rendered through a prompt
 // template (loss on the response only), plain text chunked into blocks, a
 // seeded train/validation split, and a count of the records that could not be used.
+import { LabError } from "../../errors.ts";
 import { seededRandom } from "../sampling.ts";
 import type { TextTokenizer } from "../tokenizer.ts";
 
@@ -46,7 +47,7 @@ export interface Dataset {
 }
 
 /** Thrown when a data file leaves no usable record; the message lists why. */
-export class DataError extends Error {
+export class DataError extends LabError {
   constructor(message: string) {
     super(message);
     this.name = "DataError";

@@ -1,10 +1,26 @@
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import { resultsDirFrom } from "../../engine/runner.ts";
+import { LabError } from "../../engine/errors.ts";
 
 /** The results folder from --results (anywhere on the line), LAB_RESULTS, or ./results. */
 export function resultsDir(cmd: Command): string {
   const opts = cmd.optsWithGlobals() as { results?: string };
-  return resultsDirFrom(opts.results);
+  const dir = resultsDirFrom(opts.results);
+  mustBeFolder(dir, opts.results !== undefined ? "--results" : "the results folder");
+  return dir;
+}
+
+/** Refuses a path that exists but is not a folder (a missing one is created where needed). */
+export function mustBeFolder(path: string, what: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory) {
+    throw new LabError(`${what} ${path} is a file, not a folder: name a folder (new or existing)`);
+  }
 }
 
 /** Collects a repeatable option into a list (--force a --force b, or --force a,b). */
@@ -12,12 +28,12 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
 }
 
-/** A positive integer option. */
+/** A positive integer option (commander reports a bad value in one line, exit code 2). */
 export function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new Error(`${name} must be a positive integer, got ${v}`);
+    if (!/^\s*\d+\s*$/.test(v) || !Number.isInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive integer, got ${v}`);
     }
     return n;
   };

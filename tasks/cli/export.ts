@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { LabError } from "../../engine/errors.ts";
-import { resultsDir } from "./common.ts";
+import { mustBeFolder, resultsDir } from "./common.ts";
 
 /** `lab export --parquet DIR` */
 export function register(program: Command): void {
@@ -12,6 +12,7 @@ export function register(program: Command): void {
     .action(async (opts, cmd: Command) => {
       const { LabDatabase, databasePath } = await import("../../engine/store.ts");
       const out = resolve(opts.parquet);
+      mustBeFolder(out, "--parquet");
       Deno.mkdirSync(out, { recursive: true });
       const db = await LabDatabase.open(databasePath(resultsDir(cmd)), { readOnly: true });
       try {

@@ -6,7 +6,8 @@ export function register(program: Command): void {
   program
     .command("query")
     .description(
-      "run SQL on results/lab.duckdb (read-only); without SQL, list tables and views with their columns",
+      "run one SQL query on results/lab.duckdb (read-only: statements that write, COPY and " +
+        "EXPORT included, are refused); without SQL, list tables and views with their columns",
     )
     .argument("[sql]", "a SQL query")
     .option("--json", "print rows as a JSON array")
@@ -27,11 +28,17 @@ export function register(program: Command): void {
           else for (const row of r.rows) console.log(`${row.type} ${row.name}(${row.columns})`);
           return;
         }
+        const { LabError } = await import("../../engine/errors.ts");
+        const { prepareReadOnly } = await import("../../reports/sql.ts");
         let r;
         try {
+          // The database is open read-only, but COPY … TO writes files beside it: refuse
+          // anything but a query before it runs, as the dashboard's SQL box does.
+          const checked = await prepareReadOnly(db, sql, "lab query");
+          if ("refused" in checked) throw new LabError(checked.refused);
           r = await db.query(sql);
         } catch (e) {
-          const { LabError } = await import("../../engine/errors.ts");
+          if (e instanceof LabError) throw e;
           throw new LabError(`query failed: ${(e as Error).message}`);
         }
         if (opts.json) console.log(JSON.stringify(r.rows, null, 2));
