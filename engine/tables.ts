@@ -207,11 +207,40 @@ export const VIEWS: { name: string; sql: string }[] = [
   {
     // One row per quantize stage of each pipeline's latest run: memory, speed and quality of
     // that configuration (speed at the smallest batch and prompt profiled with the KV cache).
+    // fallback_modules counts the int4 modules that took a smaller group or int8 because the
+    // group did not divide their width, so "int4-g128" is never silently partly int8: a
+    // module's assigned scheme is its `keep` glob's, else the stage's, and a fallback is a
+    // module stored in a smaller int4 group or in int8 than that. (Modules an advise input
+    // keeps in int8 under an int4 scheme count too: their globs are not in the params.)
     name: "quant_tradeoff",
     sql: `WITH q AS (
             SELECT pipeline, key, name, json_extract_string(params, '$.scheme') AS scheme,
-                   json_extract_string(inputs, '$.model') AS base_key, coords
+                   json_extract_string(inputs, '$.model') AS base_key, coords, params
             FROM latest_stages WHERE kind = 'quantize' AND status = 'ok'),
+          keeps AS (
+            SELECT key, unnest(map_entries(CAST(coalesce(json_extract(params, '$.keep'), '{}')
+                     AS MAP(VARCHAR, VARCHAR)))) AS kv
+            FROM q),
+          assigned AS (
+            SELECT qm.key, qm.module, qm.scheme,
+                   coalesce(max(k.kv.value), any_value(q.scheme)) AS assigned
+            FROM quant_modules qm JOIN q ON q.key = qm.key
+            LEFT JOIN keeps k ON k.key = qm.key AND regexp_full_match(qm.module,
+              '(?:.*\\.)?' || replace(regexp_escape(k.kv.key), '\\*', '.*'))
+            GROUP BY qm.key, qm.module, qm.scheme),
+          fb AS (
+            SELECT key,
+                   count(*) FILTER (WHERE fell)::BIGINT AS fallback_modules,
+                   string_agg(DISTINCT scheme, ', ' ORDER BY scheme) FILTER (WHERE fell)
+                     AS fallback_schemes
+            FROM (SELECT key, scheme, a, starts_with(a, 'int4-g') AND scheme <> a AND
+                         (scheme = 'int8' OR (starts_with(scheme, 'int4-g') AND
+                          TRY_CAST(substr(scheme, 7) AS INT) < TRY_CAST(substr(a, 7) AS INT)))
+                         AS fell
+                  FROM (SELECT key, scheme,
+                               CASE WHEN assigned = 'int4' THEN 'int4-g128' ELSE assigned END AS a
+                        FROM assigned))
+            GROUP BY key),
           children AS (
             SELECT key, kind, json_extract_string(inputs, '$.model') AS model_key
             FROM latest_stages WHERE kind IN ('profile', 'evaluate') AND status = 'ok'),
@@ -244,6 +273,7 @@ export const VIEWS: { name: string; sql: string }[] = [
             WHERE q.scheme = 'fp32')
           SELECT q.pipeline, q.scheme AS configuration, q.name AS stage,
                  m.weight_bytes / 1e6 AS weight_mb, m.bits_per_param, m.mean_rel_error,
+                 coalesce(fb.fallback_modules, 0) AS fallback_modules, fb.fallback_schemes,
                  prof.peak_all / 1e6 AS peak_mb, prof.ttft_ms, prof.prefill_tps, prof.decode_tps,
                  prof.batch AS profile_batch, prof.prompt_tokens AS profile_prompt_tokens,
                  ev.ppl, ev.ppl - base.fp32_ppl AS delta_ppl, ev.bits_per_byte, ev.accuracy,
@@ -251,6 +281,7 @@ export const VIEWS: { name: string; sql: string }[] = [
                  q.key, q.coords
           FROM q
           LEFT JOIN m ON m.key = q.key
+          LEFT JOIN fb ON fb.key = q.key
           LEFT JOIN prof ON prof.model_key = q.key AND prof.rn = 1
           LEFT JOIN ev ON ev.model_key = q.key
           LEFT JOIN an ON an.model_key = q.key

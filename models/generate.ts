@@ -1,7 +1,9 @@
 // Batched generation: left-pad the prompts, prefill them in one pass into a
 // preallocated KV cache, then decode one token per step.
-import { cat, type Tensor } from "../ffi/mod.ts";
+import { cat, type Tensor, tidy } from "../ffi/mod.ts";
+import { LabError } from "../errors.ts";
 import type { LlamaModel } from "./llama.ts";
+import { checkPositions, checkTokenIds } from "./limits.ts";
 import {
   isGreedy,
   pickTokens,
@@ -70,16 +72,11 @@ function promptRows(
       }
       const ids = model.tokenizer.encode(p, { addSpecialTokens: addSpecial });
       if (ids.length === 0) throw new RangeError(`generate: prompt ${i} encodes to no tokens`);
+      checkTokenIds(model, ids, `generate: prompt ${i}`);
       return ids;
     }
     if (p.length === 0) throw new RangeError(`generate: prompt ${i} is empty`);
-    for (const t of p) {
-      if (!Number.isInteger(t) || t < 0 || t >= model.config.vocabSize) {
-        throw new RangeError(
-          `generate: prompt ${i} holds token id ${t}, outside [0, ${model.config.vocabSize})`,
-        );
-      }
-    }
+    checkTokenIds(model, p, `generate: prompt ${i}`, false);
     return [...p];
   });
 }
@@ -99,6 +96,16 @@ export function generate(
   const rows = promptRows(model, prompts, opts.addSpecialTokens ?? true);
   const batch = rows.length;
   const promptLength = Math.max(...rows.map((r) => r.length));
+  checkPositions(
+    model,
+    promptLength + maxNew,
+    `generate: a prompt of ${promptLength} tokens plus ${maxNew} new ones`,
+    promptLength >= c.maxPositionEmbeddings
+      ? `shorten the prompt to fewer than ${c.maxPositionEmbeddings} tokens`
+      : `ask for at most ${
+        c.maxPositionEmbeddings - promptLength
+      } new tokens, or shorten the prompt`,
+  );
   const stop = new Set(
     opts.stopTokens ?? [
       ...c.eosTokenIds,
@@ -133,6 +140,7 @@ export function generate(
     for (let step = 0; step < maxNew; step++) {
       let next: number[];
       try {
+        assertFiniteLogits(model, logits, step);
         next = pickTokens(logits, sampling, random);
       } finally {
         if (opts.outputLogits) stepLogits.push(logits);
@@ -182,4 +190,18 @@ export function generate(
     prefillMs,
     decodeMs,
   };
+}
+
+/**
+ * Refuses NaN or Inf logits: argmax over them picks an arbitrary token (often a stop token, so
+ * the text comes out empty) and sampling turns them into garbage, both without an error.
+ */
+function assertFiniteLogits(model: LlamaModel, logits: Tensor, step: number): void {
+  const ok = tidy(() => logits.isfinite().all().item() !== 0);
+  if (ok) return;
+  throw new LabError(
+    `generate: the model${model.source ? ` at ${model.source}` : ""} produced non-finite ` +
+      `logits (NaN or Inf) at step ${step}, so its tokens would be meaningless. Its weights ` +
+      `or its arithmetic overflow (try float32 if it runs in float16).`,
+  );
 }

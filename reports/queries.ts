@@ -20,7 +20,8 @@ export const TRADEOFF: SectionQuery = {
   id: "tradeoff",
   title: "Trade-offs per configuration",
   needs: ["quant_tradeoff", "pareto"],
-  sql: `SELECT t.pipeline, t.configuration, t.weight_mb, t.bits_per_param, t.peak_mb,
+  sql:
+    `SELECT t.pipeline, t.configuration, t.weight_mb, t.bits_per_param, t.fallback_modules, t.peak_mb,
        t.ttft_ms, t.prefill_tps, t.decode_tps, t.ppl, t.delta_ppl, t.bits_per_byte,
        t.accuracy, p.dominated, p.front_memory_quality
 FROM quant_tradeoff t

@@ -1,6 +1,7 @@
 // The `analyze` stage: a variant (quantized, fine-tuned, merged) against its reference —
 // layer-by-layer sensitivity, KL divergence and agreement, and warnings where metrics disagree.
 import { z } from "zod";
+import { checkPositions } from "../models/limits.ts";
 import { defineStage } from "../engine/mod.ts";
 import { calibrationIds, chunk } from "../models/analysis/compare.ts";
 import { layerSensitivity } from "../models/analysis/sensitivity.ts";
@@ -53,6 +54,12 @@ export const analyze = defineStage({
     }
     using ref = openModel(ctx.inputs.reference, { device: p.device });
     using variant = openModel(ctx.inputs.variant, { device: p.device });
+    checkPositions(
+      ref,
+      p.contextLength,
+      `analyze: windows of contextLength ${p.contextLength}`,
+      `set contextLength to ${ref.config.maxPositionEmbeddings} or less`,
+    );
     const ids = calibrationIds(ref, text, p.maxTokens);
     const label = `${modelLabel(ctx.inputs.variant)} vs ${modelLabel(ctx.inputs.reference)}`;
     ctx.progress(0, 2, `sensitivity: ${label}`);

@@ -1,6 +1,6 @@
 // The `evaluate` stage: perplexity over a text file, or accuracy / exact match on a JSONL task file.
 import { z } from "zod";
-import { defineStage } from "../engine/mod.ts";
+import { defineStage, LabError } from "../engine/mod.ts";
 import { perplexity } from "../models/eval/perplexity.ts";
 import {
   type AnswerItem,
@@ -32,7 +32,7 @@ function pickMetric(path: string, metric: string): string {
   try {
     return "choices" in JSON.parse(first) ? "accuracy" : "exact_match";
   } catch {
-    throw new Error(`${path}:1: not valid JSON; task files hold one JSON object per line`);
+    throw new LabError(`${path}:1: not valid JSON; task files hold one JSON object per line`);
   }
 }
 
@@ -50,7 +50,13 @@ export const evaluate = defineStage({
     try {
       text = Deno.readTextFileSync(path);
     } catch (e) {
-      throw new Error(`evaluate: cannot read dataset ${path}: ${(e as Error).message}`);
+      throw new LabError(`evaluate: cannot read dataset ${path}: ${(e as Error).message}`);
+    }
+    if (!text.trim()) {
+      throw new LabError(
+        `evaluate: dataset ${path} is empty: point dataset at a text file (perplexity) or a ` +
+          "JSONL task file with at least one record",
+      );
     }
     const metric = pickMetric(path, p.metric);
     using model = openModel(ctx.inputs.model, { device: p.device });
@@ -59,7 +65,7 @@ export const evaluate = defineStage({
       ctx.record("evals", { dataset: p.dataset, metric: m, value, tokens });
     if (metric === "perplexity") {
       const r = perplexity(model, text, {
-        contextLength: Math.min(p.contextLength, model.config.maxPositionEmbeddings),
+        contextLength: p.contextLength,
         stride: p.stride,
         maxTokens: p.maxTokens,
         onProgress: progress,

@@ -4,6 +4,7 @@ import type { InputInfo } from "../engine/mod.ts";
 import type { DType } from "../ffi/mod.ts";
 import { loadModel } from "../models/load.ts";
 import type { LlamaModel } from "../models/llama.ts";
+import { assertFiniteWeights } from "../models/finite_weights.ts";
 
 /**
  * What model-producing stages return (meta.output): folders relative to their
@@ -50,13 +51,23 @@ export function modelSource(input: InputInfo): { dir: string; adapter: string | 
   );
 }
 
-/** Opens the model of an input stage on `device`. */
+/**
+ * Opens the model of an input stage on `device`, refusing one with NaN or Inf weights (it
+ * would run and produce NULL or empty results that look like success).
+ */
 export function openModel(
   input: InputInfo,
   opts: { dtype?: DType; device?: string } = {},
 ): LlamaModel {
   const { dir, adapter } = modelSource(input);
-  return loadModel(dir, { ...opts, adapter: adapter ?? undefined });
+  const model = loadModel(dir, { ...opts, adapter: adapter ?? undefined });
+  try {
+    assertFiniteWeights(model, { adapter });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return model;
 }
 
 /** The label of an input's model, for tables: its output label, else its stage name. */

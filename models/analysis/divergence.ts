@@ -4,6 +4,7 @@
 import { crossEntropy, noGrad, tensor, tidy } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
 import { windows } from "../eval/perplexity.ts";
+import { checkPositions } from "../limits.ts";
 import { quantile } from "../profile/stats.ts";
 import { assertComparable } from "./compare.ts";
 
@@ -30,7 +31,13 @@ export function compareDistributions(
     {},
 ): DivergenceResult {
   assertComparable(reference, variant);
-  const ctx = Math.min(opts.contextLength ?? 256, reference.config.maxPositionEmbeddings);
+  const ctx = opts.contextLength ?? Math.min(256, reference.config.maxPositionEmbeddings);
+  checkPositions(
+    reference,
+    ctx,
+    `analyze: windows of contextLength ${ctx}`,
+    `set contextLength to ${reference.config.maxPositionEmbeddings} or less`,
+  );
   const stride = opts.stride ?? Math.max(1, Math.floor(ctx / 2));
   if (ctx < 2 || stride < 1 || stride >= ctx) {
     throw new RangeError(

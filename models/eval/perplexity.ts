@@ -1,6 +1,8 @@
 // Sliding-window perplexity over a text, with tokenizer-independent word perplexity and bits per byte.
 import { crossEntropy, noGrad, tensor, tidy } from "../../ffi/mod.ts";
+import { LabError } from "../../errors.ts";
 import type { LlamaModel } from "../llama.ts";
+import { checkPositions, checkTokenIds } from "../limits.ts";
 
 /** Options of perplexity(). */
 export interface PerplexityOptions {
@@ -41,6 +43,7 @@ export function scoringIds(model: LlamaModel, text: string): number[] {
     );
   }
   const ids = tok.encode(text, { addSpecialTokens: false });
+  checkTokenIds(model, ids, "scoring text");
   const bos = tok.bosTokenId ?? model.config.bosTokenId;
   return bos !== null && bos !== undefined ? [bos, ...ids] : ids;
 }
@@ -56,7 +59,14 @@ export function slidingNll(
   opts: PerplexityOptions = {},
   perToken?: (targetIndex: number, logits: Float32Array | null, nll: number) => void,
 ): { nll: number; tokens: number } {
-  const ctx = Math.min(opts.contextLength ?? 512, model.config.maxPositionEmbeddings);
+  const ctx = opts.contextLength ?? Math.min(512, model.config.maxPositionEmbeddings);
+  // A window past the model's positions scores tokens the model was never built to see.
+  checkPositions(
+    model,
+    ctx,
+    `perplexity with contextLength ${ctx}`,
+    `set contextLength to ${model.config.maxPositionEmbeddings} or less`,
+  );
   const stride = opts.stride ?? Math.max(1, Math.floor(ctx / 2));
   if (ctx < 2) throw new RangeError(`perplexity: contextLength must be at least 2, got ${ctx}`);
   if (stride < 1 || stride >= ctx) {
@@ -80,6 +90,8 @@ export function slidingNll(
         const rowData = perToken ? rows.contiguous().data() as Float32Array : null;
         const V = model.config.vocabSize;
         losses.forEach((l, i) => {
+          // Finite logits always give a finite loss: a NaN or Inf here is the model's own.
+          if (!Number.isFinite(l)) nonFiniteLogits(model, firstTarget + i);
           nll += l;
           perToken?.(firstTarget + i, rowData ? rowData.subarray(i * V, (i + 1) * V) : null, l);
         });
@@ -89,6 +101,14 @@ export function slidingNll(
     opts.onProgress?.(scored, n - 1);
   }
   return { nll, tokens: scored };
+}
+
+function nonFiniteLogits(model: LlamaModel, token: number): never {
+  throw new LabError(
+    `perplexity: the model${model.source ? ` at ${model.source}` : ""} produced non-finite ` +
+      `logits (NaN or Inf) predicting token ${token}, so no perplexity can be computed. Its ` +
+      `weights or its arithmetic overflow (try float32 if it runs in float16).`,
+  );
 }
 
 /** One evaluation window: tokens [begin, end), of which targets from firstTarget on are new. */

@@ -1,6 +1,8 @@
 // Task-set evaluation: multiple choice by log-likelihood, exact match on short generations.
 import { crossEntropy, noGrad, tensor, tidy } from "../../ffi/mod.ts";
+import { LabError } from "../../errors.ts";
 import type { LlamaModel } from "../llama.ts";
+import { checkPositions, checkTokenIds } from "../limits.ts";
 
 /** A multiple-choice item. */
 export interface ChoiceItem {
@@ -22,7 +24,7 @@ export function readJsonl<T>(path: string, check: (x: unknown) => string | null)
   try {
     text = Deno.readTextFileSync(path);
   } catch (e) {
-    throw new Error(`cannot read task file ${path}: ${(e as Error).message}`);
+    throw new LabError(`cannot read task file ${path}: ${(e as Error).message}`);
   }
   const out: T[] = [];
   text.split("\n").forEach((line, i) => {
@@ -31,13 +33,13 @@ export function readJsonl<T>(path: string, check: (x: unknown) => string | null)
     try {
       x = JSON.parse(line);
     } catch (e) {
-      throw new Error(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`);
+      throw new LabError(`${path}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
     const problem = check(x);
-    if (problem) throw new Error(`${path}:${i + 1}: ${problem}`);
+    if (problem) throw new LabError(`${path}:${i + 1}: ${problem}`);
     out.push(x as T);
   });
-  if (out.length === 0) throw new Error(`${path}: no records`);
+  if (out.length === 0) throw new LabError(`${path}: no records`);
   return out;
 }
 
@@ -71,6 +73,7 @@ function encode(model: LlamaModel, text: string, bos: boolean): number[] {
   const tok = model.tokenizer;
   if (!tok) throw new Error("evaluate: task sets need the model's tokenizer.json");
   const ids = tok.encode(text, { addSpecialTokens: false });
+  checkTokenIds(model, ids, "evaluate");
   const b = tok.bosTokenId ?? model.config.bosTokenId;
   return bos && b !== null && b !== undefined ? [b, ...ids] : ids;
 }
@@ -82,7 +85,13 @@ export function continuationLogProb(
   continuation: readonly number[],
 ): number {
   const ids = [...context, ...continuation];
-  return noGrad(() =>
+  checkPositions(
+    model,
+    ids.length,
+    `evaluate: a question of ${context.length} tokens with a choice of ${continuation.length}`,
+    "shorten the task's questions and choices",
+  );
+  const lp = noGrad(() =>
     tidy(() => {
       const logits = model.forward([ids]).squeeze(0); // [L, V]
       const rows = logits.narrow(0, context.length - 1, continuation.length);
@@ -90,6 +99,14 @@ export function continuationLogProb(
       return -crossEntropy(rows, t, { reduction: "sum" }).item();
     })
   );
+  // Finite logits always give a finite log-probability.
+  if (!Number.isFinite(lp)) {
+    throw new LabError(
+      `evaluate: the model${model.source ? ` at ${model.source}` : ""} produced non-finite ` +
+        "logits (NaN or Inf), so no choice can be scored",
+    );
+  }
+  return lp;
 }
 
 /** Accuracy figures of a multiple-choice set. */

@@ -1,6 +1,7 @@
 // Timing of generation: prefill vs decode, time to first token, per-token latency, memory.
 import { cuda, memory } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
+import { checkPositions } from "../limits.ts";
 import { quantile, rng, summary } from "./stats.ts";
 
 /** One profiled configuration. */
@@ -75,12 +76,12 @@ export function profileGeneration(
   c: GenerationCase,
   opts: { warmup?: number; repeats?: number; seed?: number } = {},
 ): GenerationProfile {
-  if (c.promptTokens + c.newTokens > model.config.maxPositionEmbeddings) {
-    throw new RangeError(
-      `profile: prompt ${c.promptTokens} + new ${c.newTokens} tokens exceed the model's ` +
-        `${model.config.maxPositionEmbeddings} positions`,
-    );
-  }
+  checkPositions(
+    model,
+    c.promptTokens + c.newTokens,
+    `profile: a prompt of ${c.promptTokens} tokens plus ${c.newTokens} new ones`,
+    "lower promptTokens or newTokens",
+  );
   const prompts = syntheticPrompts(model, c.batch, c.promptTokens, opts.seed ?? 0);
   for (let i = 0; i < (opts.warmup ?? 1); i++) runOnce(model, c, prompts);
   memory.resetPeak(model.device);

@@ -41,6 +41,8 @@ export function register(program: Command): void {
       const topK = num("--top-k", opts.topK, (n) => Number.isInteger(n) && n >= 0);
       const topP = num("--top-p", opts.topP, (n) => n > 0 && n <= 1);
       const seed = num("--seed", opts.seed, (n) => Number.isInteger(n) && n >= 0);
+      const { assertFiniteWeights } = await import("../../models/finite_weights.ts");
+      const { checkTokenIds } = await import("../../models/limits.ts");
       let model;
       try {
         model = loadModel(opts.model, { dtype: opts.dtype, device: opts.device });
@@ -48,6 +50,7 @@ export function register(program: Command): void {
         throw new LabError((e as Error).message);
       }
       try {
+        assertFiniteWeights(model);
         const tok = model.tokenizer;
         if (!tok) {
           throw new LabError(`${opts.model} has no tokenizer.json; cannot encode a text prompt`);
@@ -56,6 +59,7 @@ export function register(program: Command): void {
           ? tok.applyChatTemplate([{ role: "user", content: opts.prompt }])
           : opts.prompt;
         const ids = tok.encode(prompt, { addSpecialTokens: !opts.chat });
+        checkTokenIds(model, ids, "the prompt");
         const enc = new TextEncoder();
         const out: number[] = [];
         let printed = "";
