@@ -4,6 +4,10 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   decode: { file: "./decode.ts", what: "prefill/decode tokens/s vs a PyTorch-eager forward" },
   runner: { file: "./runner.ts", what: "planning and cached runs of a 1,000-node sweep" },
   quant: { file: "./quant.ts", what: "bytes/param, loaded memory and decode speed per scheme" },
+  scale: {
+    file: "./scale.ts",
+    what: "1B/8B-shaped models: every scheme vs the bandwidth roofline",
+  },
   train: { file: "./train.ts", what: "full / LoRA / QLoRA tokens/s and memory vs a PyTorch loop" },
   report: { file: "./report.ts", what: "time to build the report for 1,000 sweep points" },
   analyze: { file: "./analyze.ts", what: "sensitivity analysis time vs two forward passes" },

@@ -1,4 +1,5 @@
 // Deno FFI signatures of the shim's C entry points (see shim.h).
+import { BENCH_SYMBOLS } from "./symbols_bench.ts";
 import { MODEL_SYMBOLS } from "./symbols_models.ts";
 import { QUANT_SYMBOLS } from "./symbols_quant.ts";
 const P = "pointer" as const;
@@ -86,5 +87,10 @@ const CORE_SYMBOLS = {
   lt_cuda_reset_peak: { parameters: [I32], result: I32 },
 } as const;
 
-/** The shim's symbol table for Deno.dlopen: core ops plus fused fast paths. */
-export const SYMBOLS = { ...CORE_SYMBOLS, ...MODEL_SYMBOLS, ...QUANT_SYMBOLS } as const;
+/** The shim's symbol table for Deno.dlopen: core ops, fused fast paths, benchmark probes. */
+export const SYMBOLS = {
+  ...CORE_SYMBOLS,
+  ...MODEL_SYMBOLS,
+  ...QUANT_SYMBOLS,
+  ...BENCH_SYMBOLS,
+} as const;
