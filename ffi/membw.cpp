@@ -116,7 +116,12 @@ double lt_read_bandwidth(int64_t bytes, int32_t threads, int32_t rounds) {
     SpinBarrier barrier(threads);
     std::vector<double> sink(threads, 0.0);
     double best = 0;
+    // Workers wait for all to exist: if starting one fails, the others are told to leave
+    // instead of waiting forever at a barrier sized for a pool that never filled.
+    std::atomic<int> go{0};
     auto work = [&](int t) {
+      while (go.load(std::memory_order_acquire) == 0) _mm_pause();
+      if (go.load(std::memory_order_acquire) < 0) return;
       int64_t b, len;
       slice(t, &b, &len);
       // Each worker writes its own slice first, so the pages are really there (not the
@@ -138,12 +143,14 @@ double lt_read_bandwidth(int64_t bytes, int32_t threads, int32_t rounds) {
     std::vector<std::thread> pool;
     try {
       for (int t = 1; t < threads; t++) pool.emplace_back(work, t);
-      work(0);
     } catch (...) {
+      go.store(-1, std::memory_order_release);
       for (auto& th : pool) th.join();
       std::free(buf);
       throw;
     }
+    go.store(1, std::memory_order_release);
+    work(0);
     for (auto& th : pool) th.join();
     std::free(buf);
     // The sums must be used, or the compiler may drop the reads.
