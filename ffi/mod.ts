@@ -52,6 +52,9 @@ export function getNumThreads(): number {
 export {
   dequantizeWeight,
   hasFloat8,
+  KERNEL_ISAS,
+  type KernelIsa,
+  kernelIsa,
   QUANT_KIND,
   quantizedLinear,
   quantizeWeight,

@@ -15,6 +15,7 @@
 // Packing: element 2i in the high nibble of byte i, element 2i+1 in the low nibble.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include "qkernels.h"
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
@@ -322,197 +323,117 @@ void check_sizes(int kind, const std::vector<at::Tensor>& t, int64_t rows, int64
   }
 }
 
-// ---------------------------------------------------------------- small-batch kernel
+// ---------------------------------------------------------------- packed kernels
 
-// Decoding multiplies a handful of rows by each weight: memory-bound. This path reads the
-// packed weight once, dequantizing one output row at a time into a small buffer that stays
-// in L1, and takes the dot products with every input row from there — no dense copy.
+// A view of a weight's storage for the kernels in qgemv.cpp; `keep` holds any contiguous
+// copies it points into. Sizes are checked here, so the kernels can trust them.
+lab::PackedWeight packed_view(int kind, const std::vector<at::Tensor>& t, const int64_t* p,
+                              std::vector<at::Tensor>& keep) {
+  lab::PackedWeight w;
+  w.kind = kind;
+  w.rows = p[0];
+  w.cols = p[1];
+  auto hold = [&](const at::Tensor& x) -> const at::Tensor& {
+    keep.push_back(x.contiguous());
+    return keep.back();
+  };
+  if (t.empty()) throw std::invalid_argument("no quantized tensors given");
+  if (kind == 0) {
+    expect(t.at(0), at::kChar, "int8 weights");
+    expect(t.at(1), at::kFloat, "int8 scales");
+    if (t[0].numel() != w.rows * w.cols || t[1].numel() != w.rows) {
+      throw std::invalid_argument("int8 weights or scales do not fit the layer's shape");
+    }
+    w.q8 = hold(t[0]).data_ptr<int8_t>();
+    w.rowscale = hold(t[1]).data_ptr<float>();
+  } else if (kind == 5) {
+    const auto st = t.at(0).scalar_type();
+    if (st != at::kBFloat16 && st != at::kHalf) {
+      throw std::invalid_argument("half kind needs a float16 or bfloat16 weight");
+    }
+    if (t[0].numel() != w.rows * w.cols) throw std::invalid_argument("weight does not fit the layer's shape");
+    w.bf16 = st == at::kBFloat16;
+    w.half = static_cast<const uint16_t*>(hold(t[0]).data_ptr());
+  } else if (kind == 1 || kind == 2 || kind == 3) {
+    check_sizes(kind, t, w.rows, w.cols, p);
+    w.block = p[2];
+    w.packed = hold(t[0]).data_ptr<uint8_t>();
+    if (kind == 3) {
+      w.gscale = static_cast<const uint16_t*>(hold(t[1]).data_ptr());
+      w.zero = hold(t[2]).data_ptr<uint8_t>();
+    } else if (t.size() == 2) {
+      expect(t[1], at::kFloat, "absmax");
+      w.table = code_table(kind);
+      w.absmax = hold(t[1]).data_ptr<float>();
+    } else {
+      if (t.size() != 4 || p[3] <= 0) throw std::invalid_argument("blockwise weights need 2 or 4 tensors");
+      expect(t[1], at::kChar, "quantized absmax");
+      expect(t[2], at::kFloat, "absmax scale");
+      expect(t[3], at::kFloat, "absmax offset");
+      if (t[2].numel() * p[3] < t[1].numel()) throw std::invalid_argument("too few absmax scales");
+      w.table = code_table(kind);
+      w.block2 = p[3];
+      w.qabsmax = hold(t[1]).data_ptr<int8_t>();
+      w.scale2 = hold(t[2]).data_ptr<float>();
+      w.offset = t[3].item<float>();
+    }
+  } else {
+    throw std::invalid_argument("no packed kernel for quantization kind " + std::to_string(kind));
+  }
+  return w;
+}
+
+// Decoding multiplies a handful of rows by each weight: memory-bound, so qgemv.cpp streams
+// the packed weight once, with no dense copy.
 constexpr int64_t kSmallBatch = 8;
 
-float dot(const float* a, const float* b, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-  }
-  float s = 0;
-  for (; i < n; i++) s += a[i] * b[i];
-  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-}
-
-// Decodes `nbytes` packed nibbles (high nibble first) through a 16-entry table into floats.
-void decode_nibbles(const uint8_t* bytes, int64_t nbytes, const float* lut, float* out) {
-  int64_t j = 0;
-#ifdef __AVX2__
-  const __m256 lo_tab = _mm256_loadu_ps(lut), hi_tab = _mm256_loadu_ps(lut + 8);
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  for (; j + 8 <= nbytes; j += 8) {
-    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes + j));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
-    const __m128i lo = _mm_and_si128(v, low4);
-    const __m128i codes = _mm_unpacklo_epi8(hi, lo);  // 16 codes in element order
-    for (int half = 0; half < 2; half++) {
-      const __m128i part = half ? _mm_srli_si128(codes, 8) : codes;
-      const __m256i idx = _mm256_cvtepu8_epi32(part);
-      const __m256 a = _mm256_permutevar8x32_ps(lo_tab, idx);
-      const __m256 b = _mm256_permutevar8x32_ps(hi_tab, idx);
-      const __m256 pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 → sign
-      _mm256_storeu_ps(out + 2 * j + 8 * half, _mm256_blendv_ps(a, b, pick));
-    }
-  }
-#endif
-  for (; j < nbytes; j++) {
-    out[2 * j] = lut[bytes[j] >> 4];
-    out[2 * j + 1] = lut[bytes[j] & 0x0F];
-  }
-}
-
-// Dequantizes row `o` of a [rows, cols] weight into `out`. The 4-bit formats scale their
-// 16-entry code book once per block (or group), then decode by table lookup.
-struct RowDecoder {
-  int kind;
-  int64_t cols, block;
-  const uint8_t* packed = nullptr;  // 4-bit formats
-  const float* table = nullptr;
-  const float* absmax = nullptr;
-  const float* gscale = nullptr;  // int4 per-group scale (as float)
-  const uint8_t* zero = nullptr;
-  void operator()(int64_t o, float* out) const {
-    const uint8_t* r = packed + o * cols / 2;
-    const int64_t base = o * cols;
-    float lut[16];
-    for (int64_t s = 0; s < cols;) {
-      const int64_t e = base + s;
-      int64_t len;
-      if (kind == 3) {
-        const int64_t g = e / block;
-        const float sc = gscale[g], z = zero[g];
-        for (int q = 0; q < 16; q++) lut[q] = (q - z) * sc;
-        len = block;
-      } else {
-        const float am = absmax[e / block];
-        for (int q = 0; q < 16; q++) lut[q] = table[q] * am;
-        len = std::min(cols - s, block - e % block);  // blocks may straddle rows
-      }
-      if (len % 2 || s % 2) {  // odd split: element by element
-        for (int64_t i = s; i < s + len; i++) {
-          const uint8_t b = r[i / 2];
-          out[i] = lut[(i % 2 == 0) ? (b >> 4) : (b & 0x0F)];
-        }
-      } else {
-        decode_nibbles(r + s / 2, len / 2, lut, out + s);
-      }
-      s += len;
-    }
-  }
-};
-
-// A decoder over a 4-bit weight's tensors; `keep` holds the contiguous copies it points into.
-RowDecoder make_decoder(int kind, const std::vector<at::Tensor>& t, const int64_t* p,
-                        std::vector<at::Tensor>& keep) {
-  RowDecoder dec{kind, p[1], p[2]};
-  keep.push_back(t.at(0).contiguous());
-  dec.packed = keep.back().data_ptr<uint8_t>();
-  if (kind == 3) {
-    keep.push_back(t.at(1).to(at::kFloat).contiguous());
-    dec.gscale = keep.back().data_ptr<float>();
-    keep.push_back(t.at(2).contiguous());
-    dec.zero = keep.back().data_ptr<uint8_t>();
-  } else {
-    keep.push_back(block_absmax(t, p[3]));
-    dec.absmax = keep.back().data_ptr<float>();
-    dec.table = code_table(kind);
-  }
-  return dec;
-}
-
-// Σ x[i]·q[i] over an int8 row, without a float copy of it.
-float dot_i8(const float* x, const int8_t* q, int64_t n) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; k++) acc[k] += x[i + k] * static_cast<float>(q[i + k]);
-  }
-  float s = 0;
-  for (; i < n; i++) s += x[i] * q[i];
-  return s + ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+bool packed_cpu(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t) {
+  if (kind == 4 || !x.is_cpu() || t.empty() || !t[0].is_cpu()) return false;
+  auto st = x.scalar_type();
+  return st == at::kFloat || st == at::kBFloat16 || st == at::kHalf;
 }
 
 bool small_batch_ok(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
                     int64_t cols) {
-  if (kind == 4 || !x.is_cpu() || t.empty() || !t[0].is_cpu()) return false;
-  if (x.numel() / cols > kSmallBatch || cols % 2) return false;
-  auto st = x.scalar_type();
-  return st == at::kFloat || st == at::kBFloat16 || st == at::kHalf;
+  return packed_cpu(kind, x, t) && x.numel() / cols <= kSmallBatch;
 }
 
 at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
                               const int64_t* p) {
   const int64_t rows = p[0], cols = p[1];
+  std::vector<at::Tensor> keep;
+  const lab::PackedWeight w = packed_view(kind, t, p, keep);
   at::Tensor xf = x.reshape({-1, cols}).to(at::kFloat).contiguous();
-  const int64_t m = xf.size(0);
-  at::Tensor y = at::empty({m, rows}, at::kFloat);
-  const float* xp = xf.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  if (kind == 5) {
-    at::Tensor w16 = t.at(0).contiguous();
-    const bool bf = w16.scalar_type() == at::kBFloat16;
-    if (!bf && w16.scalar_type() != at::kHalf) {
-      throw std::invalid_argument("half kind needs a float16 or bfloat16 weight");
-    }
-    if (w16.numel() != rows * cols) throw std::invalid_argument("weight does not fit the layer's shape");
-    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
-      std::vector<float> w(cols);
-      for (int64_t o = o0; o < o1; o++) {
-        if (bf) {
-          const at::BFloat16* r = w16.data_ptr<at::BFloat16>() + o * cols;
-          for (int64_t i = 0; i < cols; i++) w[i] = static_cast<float>(r[i]);
-        } else {
-          const at::Half* r = w16.data_ptr<at::Half>() + o * cols;
-          int64_t i = 0;
-#ifdef __F16C__
-          // Hardware conversion, 8 values at a time (c10::Half converts in software).
-          for (; i + 8 <= cols; i += 8) {
-            const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r + i));
-            _mm256_storeu_ps(w.data() + i, _mm256_cvtph_ps(h));
-          }
-#endif
-          for (; i < cols; i++) w[i] = static_cast<float>(r[i]);
-        }
-        for (int64_t r = 0; r < m; r++) yp[r * rows + o] = dot(xp + r * cols, w.data(), cols);
-      }
-    });
-  } else if (kind == 0) {
-    expect(t.at(0), at::kChar, "int8 weights");
-    at::Tensor q = t[0].contiguous();
-    at::Tensor sc = t.at(1).to(at::kFloat).contiguous();
-    if (q.numel() != rows * cols || sc.numel() != rows) {
-      throw std::invalid_argument("int8 weights or scales do not fit the layer's shape");
-    }
-    const int8_t* qp = q.data_ptr<int8_t>();
-    const float* sp = sc.data_ptr<float>();
-    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
-      for (int64_t o = o0; o < o1; o++) {
-        for (int64_t r = 0; r < m; r++) {
-          yp[r * rows + o] = dot_i8(xp + r * cols, qp + o * cols, cols) * sp[o];
-        }
-      }
-    });
-  } else {
-    check_sizes(kind, t, rows, cols, p);
-    std::vector<at::Tensor> keep;
-    RowDecoder dec = make_decoder(kind, t, p, keep);
-    at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
-      std::vector<float> w(cols);
-      for (int64_t o = o0; o < o1; o++) {
-        dec(o, w.data());
-        for (int64_t r = 0; r < m; r++) yp[r * rows + o] = dot(xp + r * cols, w.data(), cols);
-      }
-    });
-  }
+  at::Tensor y = at::empty({xf.size(0), rows}, at::kFloat);
+  lab::gemv(w, xf.data_ptr<float>(), xf.size(0), y.data_ptr<float>());
   auto out_shape = x.sizes().vec();
   out_shape.back() = rows;
   return y.view(out_shape).to(x.scalar_type());
+}
+
+// Prefill: dequantize a tile of output rows at a time into a cache-sized scratch buffer
+// and hand it to the BLAS GEMM, so no dense copy of the whole weight ever exists.
+constexpr int64_t kTileBytes = 2 << 20;
+
+at::Tensor tiled_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
+                        const int64_t* p) {
+  const int64_t rows = p[0], cols = p[1];
+  std::vector<at::Tensor> keep;
+  const lab::PackedWeight w = packed_view(kind, t, p, keep);
+  at::Tensor xf = x.reshape({-1, cols}).to(at::kFloat).contiguous();
+  const int64_t tile = std::min(rows, std::max<int64_t>(16, kTileBytes / (4 * cols)));
+  at::Tensor scratch = at::empty({tile, cols}, at::kFloat);
+  at::Tensor yt = at::empty({rows, xf.size(0)}, at::kFloat);  // yᵀ: each tile's rows are contiguous
+  at::Tensor xt = xf.t();
+  for (int64_t o0 = 0; o0 < rows; o0 += tile) {
+    const int64_t n = std::min(tile, rows - o0);
+    lab::dequantize_rows(w, o0, o0 + n, scratch.data_ptr<float>());
+    at::Tensor out = yt.narrow(0, o0, n);
+    at::mm_out(out, scratch.narrow(0, 0, n), xt);
+  }
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = rows;
+  return yt.t().contiguous().view(out_shape).to(x.scalar_type());
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -530,20 +451,16 @@ at::Tensor dequantize(int kind, const std::vector<at::Tensor>& t, const int64_t*
     case 1:
     case 2:
     case 3: {
-      // The element-wise loops check every size; the row decoder (table lookups with AVX2)
-      // takes over for the common even widths once the sizes are known to fit.
+      // The element-wise loops check every size; the row decoder takes over for even
+      // widths once the sizes are known to fit.
       if (cols % 2 || rows == 0) {
         return kind == 3 ? dequantize_int4(t, rows, cols, p[2])
                          : dequantize_blockwise(t, kind, rows * cols, p[2], p[3]).view({rows, cols});
       }
-      check_sizes(kind, t, rows, cols, p);
       std::vector<at::Tensor> keep;
-      RowDecoder dec = make_decoder(kind, t, p, keep);
+      const lab::PackedWeight w = packed_view(kind, t, p, keep);
       at::Tensor out = at::empty({rows, cols}, at::kFloat);
-      float* dst = out.data_ptr<float>();
-      at::parallel_for(0, rows, 16, [&](int64_t o0, int64_t o1) {
-        for (int64_t o = o0; o < o1; o++) dec(o, dst + o * cols);
-      });
+      lab::dequantize_rows(w, 0, rows, out.data_ptr<float>());
       return out;
     }
     case 4:
@@ -567,6 +484,9 @@ struct FrozenQuantLinear : public torch::autograd::Function<FrozenQuantLinear> {
     at::NoGradGuard guard;
     if (small_batch_ok(static_cast<int>(kind), x, parts, params[1])) {
       return small_batch_linear(static_cast<int>(kind), x, parts, params.data());
+    }
+    if (packed_cpu(static_cast<int>(kind), x, parts)) {
+      return tiled_linear(static_cast<int>(kind), x, parts, params.data());
     }
     return at::linear(x, dequantize(static_cast<int>(kind), parts, params.data()).to(x.scalar_type()));
   }
@@ -601,6 +521,13 @@ std::vector<at::Tensor> handles(void* const* hs, int32_t n) {
   return fail;
 
 extern "C" {
+
+// The instruction set of the packed kernels: wanted < 0 asks, 0/1/2 forces scalar / AVX2 /
+// AVX-512 (clamped to what the CPU has). Returns the one in use.
+int32_t lt_q_kernel_isa(int32_t wanted) {
+  if (wanted < 0) return static_cast<int32_t>(lab::active_isa());
+  return static_cast<int32_t>(lab::set_isa(wanted));
+}
 
 int32_t lt_q_has_float8(void) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
@@ -669,25 +596,20 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
       if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
       return wrap(y);
     }
-    {
-      if (small_batch_ok(kind, xt, t, params[1])) {
-        at::Tensor y = small_batch_linear(kind, xt, t, params);
-        if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
-        return wrap(y);
-      }
-    }
-    at::Tensor w;
-    {
+    at::Tensor y;
+    if (small_batch_ok(kind, xt, t, params[1])) {
+      y = small_batch_linear(kind, xt, t, params);
+    } else if (packed_cpu(kind, xt, t)) {
+      y = tiled_linear(kind, xt, t, params);
+    } else {
       at::NoGradGuard guard;  // the frozen weight takes no gradient
       if (kind == 0 || kind == 4) {
         // Per-channel scales commute with the product: scale the output instead.
-        w = t.at(0).to(xt.scalar_type());
+        y = at::linear(xt, t.at(0).to(xt.scalar_type())) * t.at(1).to(xt.scalar_type());
       } else {
-        w = dequantize(kind, t, params).to(xt.scalar_type());
+        y = at::linear(xt, dequantize(kind, t, params).to(xt.scalar_type()));
       }
     }
-    at::Tensor y = at::linear(xt, w);
-    if (kind == 0 || kind == 4) y = y * t.at(1).to(xt.scalar_type());
     if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
     return wrap(y);
   }

@@ -8,6 +8,21 @@ export const QUANT_KIND = { int8: 0, nf4: 1, fp4: 2, int4: 3, fp8: 4, half: 5 } 
 /** A kernel format name. */
 export type QuantKind = keyof typeof QUANT_KIND;
 
+/** Instruction sets of the packed-weight kernels, slowest first. */
+export const KERNEL_ISAS = ["scalar", "avx2", "avx512"] as const;
+/** One of KERNEL_ISAS. */
+export type KernelIsa = typeof KERNEL_ISAS[number];
+
+/**
+ * The instruction set the packed-weight kernels use: the best the CPU has, unless
+ * `LAB_KERNELS` (scalar | avx2 | avx512) lowers it. Given `force`, switches to it (clamped to
+ * what the CPU has) and returns the one now in use — tests use this to cover every path.
+ */
+export function kernelIsa(force?: KernelIsa): KernelIsa {
+  const code = L().lt_q_kernel_isa(force === undefined ? -1 : KERNEL_ISAS.indexOf(force));
+  return KERNEL_ISAS[code];
+}
+
 /** Whether this libtorch has float8 dtypes (2.1+). */
 export function hasFloat8(): boolean {
   return L().lt_q_has_float8() === 1;

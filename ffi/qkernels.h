@@ -1,0 +1,46 @@
+// Packed-weight matrix-vector kernels (qgemv.cpp): the decode path of quantized layers.
+#pragma once
+#include <cstdint>
+
+namespace lab {
+
+// One [rows, cols] weight in a packed format, read in place (nothing is converted per call).
+struct PackedWeight {
+  int kind = -1;  // quant.cpp's codes: 0 int8, 1 nf4, 2 fp4, 3 int4, 5 half
+  int64_t rows = 0, cols = 0;
+  int64_t block = 0;   // nf4/fp4 block, int4 group
+  int64_t block2 = 0;  // double-quantization block of the absmax values (0 = plain f32 absmax)
+  const uint8_t* packed = nullptr;  // 4-bit codes, high nibble first
+  const float* table = nullptr;     // nf4/fp4 code book (16 values)
+  const float* absmax = nullptr;    // nf4/fp4 per block, when block2 == 0
+  const int8_t* qabsmax = nullptr;  // nf4/fp4 per block, double-quantized
+  const float* scale2 = nullptr;    //   … its scales, one per block2 blocks
+  float offset = 0;                 //   … and offset
+  const uint16_t* gscale = nullptr;  // int4 per-group scale (IEEE half bits)
+  const uint8_t* zero = nullptr;     // int4 per-group zero point
+  const int8_t* q8 = nullptr;        // int8 values
+  const float* rowscale = nullptr;   // int8 per-row scale
+  const uint16_t* half = nullptr;    // fp16 / bf16 bits
+  bool bf16 = false;
+};
+
+// Instruction sets the kernels dispatch between (chosen at run time).
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+// The set in use: the best the CPU has, unless LAB_KERNELS (scalar|avx2|avx512) or
+// set_isa lowers it.
+Isa active_isa();
+// Forces an instruction set (clamped to what the CPU has); returns the one now in use.
+Isa set_isa(int wanted);
+
+// Whether `w` has a vectorised decode path (widths divisible by 32, blocks by 32).
+bool gemv_supported(const PackedWeight& w);
+
+// y[r * rows + o] = Σ_i x[r * cols + i] · W[o, i] for r < m (≤ 8), every output row o,
+// threaded over output rows. Each packed byte is read once per call.
+void gemv(const PackedWeight& w, const float* x, int64_t m, float* y);
+
+// Dequantizes rows [o0, o1) into out ([o1 - o0, cols] floats).
+void dequantize_rows(const PackedWeight& w, int64_t o0, int64_t o1, float* out);
+
+}  // namespace lab
