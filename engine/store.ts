@@ -9,6 +9,7 @@ import { canonicalJson } from "./canonical.ts";
 import { LabError } from "./errors.ts";
 import {
   type ColumnType,
+  MACROS,
   RECORD_TABLE_BY_NAME,
   RECORD_TABLES,
   SYSTEM_TABLES,
@@ -414,6 +415,7 @@ export class LabDatabase {
        SELECT ${select.join(", ")} FROM l LEFT JOIN m USING (key)`,
     );
     for (const v of VIEWS) await this.conn.run(`CREATE OR REPLACE VIEW ${q(v.name)} AS ${v.sql}`);
+    for (const m of MACROS) await this.conn.run(`CREATE OR REPLACE MACRO ${q(m.name)}${m.sql}`);
   }
 
   /** Top-level scalar keys of a JSON column with a SQL type that fits all their values. */

@@ -104,6 +104,51 @@ export const RECORD_TABLES: TableDef[] = [
       // measured GPU power (nvidia-smi) and energy per generated token; NULL where unmeasured
       ["power_w", "DOUBLE"],
       ["energy_j_per_token", "DOUBLE"],
+      // 95% bootstrap intervals of the medians over the repeats (the raw samples are in
+      // timing_samples); step latency over every decode step of every repeat
+      ["ttft_ci_lo_ms", "DOUBLE"],
+      ["ttft_ci_hi_ms", "DOUBLE"],
+      ["prefill_tps_ci_lo", "DOUBLE"],
+      ["prefill_tps_ci_hi", "DOUBLE"],
+      ["decode_tps_ci_lo", "DOUBLE"],
+      ["decode_tps_ci_hi", "DOUBLE"],
+      ["latency_ci_lo_ms", "DOUBLE"],
+      ["latency_ci_hi_ms", "DOUBLE"],
+      // other processes took a significant share of the cores meanwhile (timing_conditions)
+      ["noisy", "BOOLEAN"],
+    ],
+  },
+  {
+    // Every timed repeat's raw figure, per configuration of a timing stage: what medians and
+    // intervals are computed from, and what `lab compare` tests. latency_ms rows hold one
+    // decode step each (step = its index); the others one repeat (step NULL).
+    name: "timing_samples",
+    columns: [
+      ["batch", "BIGINT"],
+      ["prompt_tokens", "BIGINT"],
+      ["new_tokens", "BIGINT"],
+      ["kv_cache", "BOOLEAN"],
+      ["metric", "VARCHAR"],
+      ["repeat", "BIGINT"],
+      ["step", "BIGINT"],
+      ["value", "DOUBLE"],
+    ],
+  },
+  {
+    // The conditions a timing stage ran under: load, CPU taken by other processes, the CPU.
+    name: "timing_conditions",
+    columns: [
+      ["load1_before", "DOUBLE"],
+      ["load1_after", "DOUBLE"],
+      ["wall_s", "DOUBLE"],
+      ["own_cpu_s", "DOUBLE"],
+      ["other_cpu_s", "DOUBLE"],
+      ["cores", "BIGINT"],
+      ["others_share", "DOUBLE"],
+      ["noisy", "BOOLEAN"],
+      ["cpu_model", "VARCHAR"],
+      ["cpu_flags", "VARCHAR"],
+      ["governor", "VARCHAR"],
     ],
   },
   {
@@ -308,6 +353,56 @@ export const VIEWS: { name: string; sql: string }[] = [
     name: "failures",
     sql: `SELECT s.run_id, r.started_at, s.pipeline, s.name, s.kind, s.key, s.error
           FROM stages s JOIN runs r USING (run_id) WHERE s.status = 'failed'`,
+  },
+];
+
+/**
+ * SQL macros, created with the views. `compare(a, b)` is `lab compare` for two stage keys (or
+ * key prefixes) in SQL: per configuration and metric of timing_samples, both medians, the
+ * relative change and a Mann–Whitney test by the normal approximation (no tie correction; the
+ * CLI adds the exact test for small samples and a bootstrap interval of the change).
+ */
+export const MACROS: { name: string; sql: string }[] = [
+  {
+    // Abramowitz–Stegun 7.1.26 through erf; error below 1.5e-7.
+    name: "normal_cdf",
+    sql: `(z) AS (
+      WITH t AS (SELECT 1 / (1 + 0.3275911 * abs(z) / sqrt(2)) AS t, abs(z) / sqrt(2) AS x)
+      SELECT CASE WHEN z >= 0 THEN (1 + e) / 2 ELSE (1 - e) / 2 END
+      FROM (SELECT 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t
+                  - 0.284496736) * t + 0.254829592) * t * exp(-x * x) AS e FROM t))`,
+  },
+  {
+    name: "compare",
+    sql: `(a, b) AS TABLE
+      WITH s AS (
+        SELECT CASE WHEN starts_with(key, a) THEN 'a' ELSE 'b' END AS side,
+               batch, prompt_tokens, new_tokens, kv_cache, metric, value
+        FROM timing_samples WHERE starts_with(key, a) OR starts_with(key, b)),
+      g AS (
+        SELECT batch, prompt_tokens, new_tokens, kv_cache, metric,
+               count(*) FILTER (WHERE side = 'a') AS n_a,
+               count(*) FILTER (WHERE side = 'b') AS n_b,
+               median(value) FILTER (WHERE side = 'a') AS median_a,
+               median(value) FILTER (WHERE side = 'b') AS median_b
+        FROM s GROUP BY ALL),
+      u AS (
+        SELECT x.batch, x.prompt_tokens, x.new_tokens, x.kv_cache, x.metric,
+               sum(CASE WHEN y.value > x.value THEN 1.0 WHEN y.value = x.value THEN 0.5
+                        ELSE 0.0 END) AS u_b
+        FROM s x JOIN s y USING (batch, prompt_tokens, new_tokens, kv_cache, metric)
+        WHERE x.side = 'a' AND y.side = 'b' GROUP BY ALL),
+      z AS (
+        SELECT g.*, u.u_b,
+               (abs(u.u_b - g.n_a * g.n_b / 2) - 0.5)
+                 / sqrt(g.n_a * g.n_b * (g.n_a + g.n_b + 1) / 12) AS z
+        FROM g JOIN u USING (batch, prompt_tokens, new_tokens, kv_cache, metric)
+        WHERE g.n_a > 0 AND g.n_b > 0)
+      SELECT batch, prompt_tokens, new_tokens, kv_cache, metric, n_a, n_b, median_a, median_b,
+             median_b / median_a - 1 AS change,
+             least(1, 2 * (1 - normal_cdf(greatest(z, 0)))) AS p,
+             least(1, 2 * (1 - normal_cdf(greatest(z, 0)))) < 0.05 AS significant
+      FROM z ORDER BY batch, prompt_tokens, new_tokens, kv_cache DESC, metric`,
   },
 ];
 

@@ -184,7 +184,8 @@ function scatter(
 function prefillDecode(section: SectionData, preferred: Set<string>): Chart {
   let caption =
     "Tokens per second in prefill (the prompt, in parallel) and decode (one token at a time), " +
-    "with the KV cache, by batch size; log scale.";
+    "with the KV cache, by batch size; log scale. Bars are 95% bootstrap intervals of the " +
+    "medians over the repeats.";
   const multi = new Set(section.rows.map((r) => r.pipeline)).size > 1;
   // Beyond a dozen lines the chart is unreadable: keep the memory/quality front first.
   const all = [...new Set(section.rows.map((r) => labelOf(r, multi)))];
@@ -203,11 +204,28 @@ function prefillDecode(section: SectionData, preferred: Set<string>): Chart {
     for (const phase of ["prefill", "decode"] as const) {
       const v = num(r[`${phase}_tps`]);
       if (v !== null && v > 0 && num(r.batch) !== null) {
-        long.push({ series, batch: num(r.batch), phase, tps: v, pipeline: r.pipeline });
+        long.push({
+          series,
+          batch: num(r.batch),
+          phase,
+          tps: v,
+          lo: num(r[`${phase}_tps_lo`]),
+          hi: num(r[`${phase}_tps_hi`]),
+          noisy: r.noisy === true,
+          pipeline: r.pipeline,
+        });
       }
     }
   }
   if (!long.length) return noteChart(section, caption);
+  const noisy = new Set(long.filter((r) => r.noisy).map((r) => r.series));
+  if (noisy.size) {
+    caption += ` Marked (noisy): ${noisy.size} configuration${noisy.size > 1 ? "s" : ""} ` +
+      `timed while other processes took a significant share of the cores.`;
+  }
+  const bars = long.filter((r) =>
+    r.lo !== null && r.hi !== null && (r.lo as number) > 0 && (r.hi as number) > (r.lo as number)
+  );
   const series = new Set(long.map((r) => r.series));
   const batches = [...new Set(long.map((r) => r.batch as number))].sort((a, b) => a - b);
   const labels = series.size <= MAX_SERIES_LABELS;
@@ -223,13 +241,18 @@ function prefillDecode(section: SectionData, preferred: Set<string>): Chart {
     marks: [
       Plot.frame({ strokeOpacity: 0.15 }),
       Plot.line(long, { fx: "phase", x: "batch", y: "tps", z: "series", stroke: "series" }),
+      Plot.ruleX(bars, { fx: "phase", x: "batch", y1: "lo", y2: "hi", stroke: "series" }),
       Plot.dot(long, {
         fx: "phase",
         x: "batch",
         y: "tps",
-        fill: "series",
+        fill: (r: Row) => (r.noisy ? "white" : r.series),
+        stroke: "series",
         r: 3,
-        title: (r: Row) => `${r.series}, batch ${r.batch}: ${fmt(r.tps)} ${r.phase} tokens/s`,
+        title: (r: Row) =>
+          `${r.series}, batch ${r.batch}: ${fmt(r.tps)} ${r.phase} tokens/s` +
+          (r.lo !== null && r.hi !== null ? ` (95% CI ${fmt(r.lo)}–${fmt(r.hi)})` : "") +
+          (r.noisy ? ", noisy" : ""),
       }),
       ...(labels
         ? [Plot.text(

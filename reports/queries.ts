@@ -75,7 +75,10 @@ model AS (
   FROM latest_stages GROUP BY key)
 SELECT prof.pipeline, coalesce(model.label, left(prof.key, 8)) AS configuration, p.batch,
        avg(p.prefill_tps) AS prefill_tps, avg(p.decode_tps) AS decode_tps,
-       avg(p.ttft_ms) AS ttft_ms
+       avg(p.ttft_ms) AS ttft_ms,
+       avg(p.prefill_tps_ci_lo) AS prefill_tps_lo, avg(p.prefill_tps_ci_hi) AS prefill_tps_hi,
+       avg(p.decode_tps_ci_lo) AS decode_tps_lo, avg(p.decode_tps_ci_hi) AS decode_tps_hi,
+       coalesce(bool_or(p.noisy), false) AS noisy
 FROM profiles p
 JOIN prof ON prof.key = p.key
 LEFT JOIN model ON model.key = prof.model_key

@@ -3,7 +3,12 @@
 // dynamic-batching replay of a synthetic request trace.
 import { z } from "zod";
 import { defineStage } from "../engine/mod.ts";
-import { profileGeneration } from "../models/profile/generation.ts";
+import {
+  type GenerationCase,
+  type GenerationProfile,
+  profileGenerations,
+} from "../models/profile/generation.ts";
+import { watchConditions } from "../models/profile/conditions.ts";
 import { simulateDynamicBatching } from "../models/profile/dynamic_batching.ts";
 import { openModel } from "./model_input.ts";
 import { startPowerSampler } from "../models/profile/power.ts";
@@ -19,7 +24,8 @@ export const profileParams = z.object({
   /** true: reuse keys/values; false: recompute the prefix every step; both: [true, false]. */
   kvCache: z.union([z.boolean(), z.array(z.boolean()).min(1)]).default(true),
   warmup: z.number().int().min(0).default(1),
-  repeats: z.number().int().min(1).default(3),
+  /** Timed runs per configuration, taken in alternating rounds over the grid. */
+  repeats: z.number().int().min(1).default(5),
   seed: z.number().int().default(0),
   device: z.string().default("cpu"),
   /** A dynamic-batching replay over a seeded Poisson request trace. */
@@ -56,17 +62,42 @@ export const profile = defineStage({
       )
     );
     const total = grid.length + (p.dynamic ? 1 : 0);
-    for (const [i, c] of grid.entries()) {
-      ctx.signal.throwIfAborted();
-      ctx.progress(
-        i,
-        total,
-        `b${c.batch} p${c.promptTokens} n${c.newTokens}${c.kvCache ? "" : " no-kv"}`,
-      );
-      // GPU power is sampled while the configuration runs; on the CPU energy stays absent.
-      const sampler = gpu === null ? null : startPowerSampler(gpu);
-      const r = profileGeneration(model, c, { warmup: p.warmup, repeats: p.repeats, seed: p.seed });
-      const watts = sampler ? await sampler.stop() : null;
+    const label = (c: GenerationCase) =>
+      `b${c.batch} p${c.promptTokens} n${c.newTokens}${c.kvCache ? "" : " no-kv"}`;
+    const watch = watchConditions();
+    const results: { r: GenerationProfile; watts: number | null }[] = [];
+    if (gpu === null) {
+      // On the CPU, configurations alternate round by round (see profileGenerations).
+      const profiles = profileGenerations(model, grid, {
+        warmup: p.warmup,
+        repeats: p.repeats,
+        seed: p.seed,
+        onRun: (i, r) => {
+          ctx.signal.throwIfAborted();
+          ctx.progress(
+            r * grid.length + i,
+            p.repeats * grid.length,
+            `round ${r + 1}: ${label(grid[i])}`,
+          );
+        },
+      });
+      for (const r of profiles) results.push({ r, watts: null });
+    } else {
+      // GPU power is sampled per configuration, so each runs its repeats in one go.
+      for (const [i, c] of grid.entries()) {
+        ctx.signal.throwIfAborted();
+        ctx.progress(i, total, label(c));
+        const sampler = startPowerSampler(gpu);
+        const [r] = profileGenerations(model, [c], {
+          warmup: p.warmup,
+          repeats: p.repeats,
+          seed: p.seed,
+        });
+        results.push({ r, watts: sampler ? await sampler.stop() : null });
+      }
+    }
+    const conditions = watch();
+    for (const { r, watts } of results) {
       ctx.record("profiles", {
         batch: r.batch,
         prompt_tokens: r.promptTokens,
@@ -92,8 +123,38 @@ export const profile = defineStage({
         power_w: watts,
         energy_j_per_token: watts === null
           ? null
-          : (watts * r.e2eMs / 1000) / (c.batch * c.newTokens),
+          : (watts * r.e2eMs / 1000) / (r.batch * r.newTokens),
+        ttft_ci_lo_ms: r.ci.ttftMs.lo,
+        ttft_ci_hi_ms: r.ci.ttftMs.hi,
+        prefill_tps_ci_lo: r.ci.prefillTps.lo,
+        prefill_tps_ci_hi: r.ci.prefillTps.hi,
+        decode_tps_ci_lo: r.ci.decodeTps.lo,
+        decode_tps_ci_hi: r.ci.decodeTps.hi,
+        latency_ci_lo_ms: r.ci.latencyMs.lo,
+        latency_ci_hi_ms: r.ci.latencyMs.hi,
+        noisy: conditions.noisy,
       });
+      recordSamples(ctx, r);
+    }
+    ctx.record("timing_conditions", {
+      load1_before: conditions.load1Before,
+      load1_after: conditions.load1After,
+      wall_s: conditions.wallS,
+      own_cpu_s: conditions.ownCpuS,
+      other_cpu_s: conditions.otherCpuS,
+      cores: conditions.cores,
+      others_share: conditions.othersShare,
+      noisy: conditions.noisy,
+      cpu_model: conditions.cpuModel,
+      cpu_flags: conditions.cpuFlags,
+      governor: conditions.governor,
+    });
+    if (conditions.noisy) {
+      ctx.log(
+        `noisy: other processes took ${
+          Math.round((conditions.othersShare ?? 0) * 100)
+        }% of the cores while timing (load ${conditions.load1Before} → ${conditions.load1After})`,
+      );
     }
     if (p.dynamic) {
       ctx.progress(grid.length, total, "dynamic batching replay");
@@ -122,3 +183,34 @@ export const profile = defineStage({
     ctx.progress(total, total);
   },
 });
+
+/** Every repeat's raw figures of one configuration into timing_samples. */
+function recordSamples(
+  ctx: { record(table: string, row: Record<string, unknown>): void },
+  r: GenerationProfile,
+): void {
+  const base = {
+    batch: r.batch,
+    prompt_tokens: r.promptTokens,
+    new_tokens: r.newTokens,
+    kv_cache: r.kvCache,
+  };
+  const perRepeat: [string, number[]][] = [
+    ["ttft_ms", r.samples.ttftMs],
+    ["prefill_tps", r.samples.prefillTps],
+    ["decode_tps", r.samples.decodeTps],
+    ["e2e_ms", r.samples.e2eMs],
+  ];
+  for (const [metric, values] of perRepeat) {
+    values.forEach((value, repeat) => {
+      if (Number.isFinite(value)) {
+        ctx.record("timing_samples", { ...base, metric, repeat, step: null, value });
+      }
+    });
+  }
+  r.samples.latencyMs.forEach((steps, repeat) =>
+    steps.forEach((value, step) =>
+      ctx.record("timing_samples", { ...base, metric: "latency_ms", repeat, step, value })
+    )
+  );
+}

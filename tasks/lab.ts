@@ -15,6 +15,7 @@ const COMMANDS = [
   import("./cli/run_node.ts"),
   import("./cli/init_model.ts"),
   import("./cli/generate.ts"),
+  import("./cli/compare.ts"),
   import("./cli/report.ts"),
   import("./cli/serve.ts"),
 ];

@@ -2,7 +2,7 @@
 import { cuda, memory } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
 import { checkPositions } from "../limits.ts";
-import { quantile, rng, summary } from "./stats.ts";
+import { bootstrapMedian, type MedianCI, quantile, rng, summary } from "./stats.ts";
 
 /** One profiled configuration. */
 export interface GenerationCase {
@@ -33,6 +33,21 @@ export interface GenerationProfile extends GenerationCase {
   peakMemBytes: number;
   peakReservedBytes: number;
   memorySource: string;
+  /** 95% bootstrap intervals of the medians (TTFT, prefill and decode tokens/s, step latency). */
+  ci: {
+    ttftMs: MedianCI;
+    prefillTps: MedianCI;
+    decodeTps: MedianCI;
+    latencyMs: MedianCI;
+  };
+  /** Every repeat's raw figures, in the order taken; latencies hold each decode step. */
+  samples: {
+    ttftMs: number[];
+    prefillTps: number[];
+    decodeTps: number[];
+    e2eMs: number[];
+    latencyMs: number[][];
+  };
 }
 
 /** Prompt rows of random ids (avoiding the special ids 0..2), seeded. */
@@ -74,25 +89,76 @@ function runOnce(model: LlamaModel, c: GenerationCase, prompts: number[][]): Run
 export function profileGeneration(
   model: LlamaModel,
   c: GenerationCase,
-  opts: { warmup?: number; repeats?: number; seed?: number } = {},
+  opts: ProfileOptions = {},
 ): GenerationProfile {
-  checkPositions(
-    model,
-    c.promptTokens + c.newTokens,
-    `profile: a prompt of ${c.promptTokens} tokens plus ${c.newTokens} new ones`,
-    "lower promptTokens or newTokens",
+  return profileGenerations(model, [c], opts)[0];
+}
+
+/** Options of profileGenerations(). */
+export interface ProfileOptions {
+  warmup?: number;
+  repeats?: number;
+  seed?: number;
+  /** Called before each timed run (case index, repeat). */
+  onRun?: (caseIndex: number, repeat: number) => void;
+}
+
+/**
+ * Profiles several configurations: each warmed up `warmup` times, then `repeats` rounds that
+ * time every configuration once in turn. Alternating spreads a slow spell of a shared machine
+ * over all configurations instead of landing it on one, so their comparison stays fair.
+ */
+export function profileGenerations(
+  model: LlamaModel,
+  cases: readonly GenerationCase[],
+  opts: ProfileOptions = {},
+): GenerationProfile[] {
+  for (const c of cases) {
+    checkPositions(
+      model,
+      c.promptTokens + c.newTokens,
+      `profile: a prompt of ${c.promptTokens} tokens plus ${c.newTokens} new ones`,
+      "lower promptTokens or newTokens",
+    );
+  }
+  const prompts = cases.map((c) =>
+    syntheticPrompts(model, c.batch, c.promptTokens, opts.seed ?? 0)
   );
-  const prompts = syntheticPrompts(model, c.batch, c.promptTokens, opts.seed ?? 0);
-  for (let i = 0; i < (opts.warmup ?? 1); i++) runOnce(model, c, prompts);
-  memory.resetPeak(model.device);
-  const runs: Run[] = [];
-  for (let i = 0; i < Math.max(1, opts.repeats ?? 3); i++) runs.push(runOnce(model, c, prompts));
-  const mem = memory.stats(model.device);
-  const ttft = summary(runs.map((r) => r.ttft));
+  for (const [i, c] of cases.entries()) {
+    for (let w = 0; w < (opts.warmup ?? 1); w++) runOnce(model, c, prompts[i]);
+  }
+  const repeats = Math.max(1, opts.repeats ?? 3);
+  const runs: Run[][] = cases.map(() => []);
+  const peaks = cases.map(() => ({ peak: 0, reserved: 0, source: "" }));
+  for (let r = 0; r < repeats; r++) {
+    for (const [i, c] of cases.entries()) {
+      opts.onRun?.(i, r);
+      // The high-water mark restarts per run, so each configuration keeps its own peak.
+      memory.resetPeak(model.device);
+      runs[i].push(runOnce(model, c, prompts[i]));
+      const mem = memory.stats(model.device);
+      peaks[i] = {
+        peak: Math.max(peaks[i].peak, mem.peak),
+        reserved: Math.max(peaks[i].reserved, mem.peakReserved),
+        source: mem.source,
+      };
+    }
+  }
+  return cases.map((c, i) => summarize(c, runs[i], peaks[i]));
+}
+
+function summarize(
+  c: GenerationCase,
+  runs: Run[],
+  mem: { peak: number; reserved: number; source: string },
+): GenerationProfile {
+  const ttfts = runs.map((r) => r.ttft);
+  const ttft = summary(ttfts);
   const decodeSteps = c.newTokens - 1;
   const dtps = runs.map((
     r,
   ) => (decodeSteps > 0 ? (c.batch * decodeSteps) / (r.decodeMs / 1000) : NaN));
+  const ptps = ttfts.map((t) => (c.batch * c.promptTokens) / (t / 1000));
   const dsum = summary(dtps);
   const lat = runs.flatMap((r) => r.steps);
   return {
@@ -110,7 +176,20 @@ export function profileGeneration(
     latencyP99Ms: quantile(lat, 0.99),
     e2eMs: summary(runs.map((r) => r.e2e)).median,
     peakMemBytes: mem.peak,
-    peakReservedBytes: mem.peakReserved,
+    peakReservedBytes: mem.reserved,
     memorySource: mem.source,
+    ci: {
+      ttftMs: bootstrapMedian(ttfts),
+      prefillTps: bootstrapMedian(ptps),
+      decodeTps: bootstrapMedian(dtps),
+      latencyMs: bootstrapMedian(lat),
+    },
+    samples: {
+      ttftMs: ttfts,
+      prefillTps: ptps,
+      decodeTps: dtps,
+      e2eMs: runs.map((r) => r.e2e),
+      latencyMs: runs.map((r) => r.steps),
+    },
   };
 }
