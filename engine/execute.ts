@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { CacheStore } from "./cache.ts";
 import { describeError } from "./errors.ts";
+import { provenance } from "./provenance.ts";
 import type { Plan, PlanNode } from "./plan.ts";
 import { RECORD_TABLE_BY_NAME, RESERVED_TABLES } from "./tables.ts";
 import type { EntryMeta, InputInfo, Row, StageContext } from "./types.ts";
@@ -209,6 +210,7 @@ export async function executeNode(
       finishedAt: new Date().toISOString(),
       wallS,
       records: counts,
+      provenance: provenance(node.stage.device),
       ...(output === undefined ? {} : { output: JSON.parse(JSON.stringify(output)) }),
     };
     if (logLines.length) Deno.writeTextFileSync(join(tmp, "log.txt"), logLines.join("\n") + "\n");

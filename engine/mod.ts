@@ -27,6 +27,7 @@ export {
   setEnvironmentProvider,
 } from "./environment.ts";
 export { describeError, LabError, PipelineError } from "./errors.ts";
+export { labVersion, type ProvenanceProvider, setProvenanceProvider } from "./provenance.ts";
 export type { Coords, EntryMeta, InputInfo, Row, Scalar, StageContext } from "./types.ts";
 export {
   globMatcher,

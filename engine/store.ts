@@ -5,10 +5,11 @@
 import { DuckDBConnection, DuckDBInstance, timestampValue } from "@duckdb/node-api";
 import { join } from "node:path";
 import { CacheStore } from "./cache.ts";
-import { canonicalJson } from "./canonical.ts";
+import { blake3Hex, canonicalJson, hashReady } from "./canonical.ts";
 import { LabError } from "./errors.ts";
 import {
   type ColumnType,
+  ENVIRONMENT_FIELDS,
   MACROS,
   RECORD_TABLE_BY_NAME,
   RECORD_TABLES,
@@ -245,10 +246,25 @@ export class LabDatabase {
   async loadEntries(cache: CacheStore, keys: string[]): Promise<number> {
     const files = new Map<string, string[]>();
     const custom = new Map<string, Row[]>();
+    await hashReady();
     const entries: Row[] = [];
+    const envs: Row[] = [];
+    const knownEnvs = new Set(
+      (await this.conn.runAndReadAll("SELECT env_id FROM environments")).getRows().map((r) =>
+        String(r[0])
+      ),
+    );
     let total = 0;
     for (const key of keys) {
       const meta: EntryMeta = cache.readMeta(key);
+      let envId: string | null = null;
+      if (meta.provenance) {
+        envId = blake3Hex(canonicalJson(meta.provenance), 16);
+        if (!knownEnvs.has(envId)) {
+          knownEnvs.add(envId);
+          envs.push(environmentRow(envId, meta.provenance));
+        }
+      }
       const counts = meta.records ?? {};
       const n = Object.values(counts).reduce((a, b) => a + b, 0);
       total += n;
@@ -284,9 +300,11 @@ export class LabDatabase {
         finished_at: meta.finishedAt,
         wall_s: meta.wallS,
         n_records: n,
+        env_id: envId,
       });
     }
     await this.append("cache_entries", entries);
+    await this.append("environments", envs);
     for (const [table, list] of files) {
       const def = RECORD_TABLE_BY_NAME.get(table)!;
       const struct = `STRUCT(${
@@ -459,6 +477,18 @@ export function damaged(path: string, e: unknown): LabError | null {
       `It holds nothing the cache does not: lab db rebuild recreates it from results/cache ` +
       `and results/runs.`,
   );
+}
+
+/** An environments row: the known fields in columns, anything else in `extra`. */
+function environmentRow(envId: string, p: Record<string, unknown>): Row {
+  const row: Row = { env_id: envId };
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(p)) {
+    if (ENVIRONMENT_FIELDS.includes(k)) row[k] = v as Row[string];
+    else extra[k] = v;
+  }
+  row.extra = Object.keys(extra).length ? canonicalJson(extra) : null;
+  return row;
 }
 
 function jsonPathKey(k: string): string {

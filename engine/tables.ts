@@ -70,9 +70,38 @@ export const SYSTEM_TABLES: TableDef[] = [
       ["finished_at", "TIMESTAMP"],
       ["wall_s", "DOUBLE"],
       ["n_records", "BIGINT"],
+      // the environments row of what produced it
+      ["env_id", "VARCHAR"],
+    ],
+  },
+  {
+    // One row per distinct provenance (meta.json's provenance): what produced a result. Every
+    // row of a record table joins through its key: <table> JOIN provenance USING (key).
+    name: "environments",
+    columns: [
+      ["env_id", "VARCHAR"],
+      ["lab_commit", "VARCHAR"],
+      ["lab_dirty", "BOOLEAN"],
+      ["deno", "VARCHAR"],
+      ["os", "VARCHAR"],
+      ["libtorch", "VARCHAR"],
+      ["libtorch_build", "VARCHAR"],
+      ["shim", "VARCHAR"],
+      ["kernel_isa", "VARCHAR"],
+      ["threads", "BIGINT"],
+      ["device_name", "VARCHAR"],
+      ["cuda_arch", "VARCHAR"],
+      ["cpu_model", "VARCHAR"],
+      ["cpu_flags", "VARCHAR"],
+      // anything else a stage's provider added (e.g. an engine's or endpoint's version)
+      ["extra", "JSON"],
     ],
   },
 ];
+
+/** The environments columns filled from a provenance object (the rest goes to `extra`). */
+export const ENVIRONMENT_FIELDS = SYSTEM_TABLES.find((t) => t.name === "environments")!
+  .columns.map(([c]) => c).filter((c) => c !== "env_id" && c !== "extra");
 
 /** Tables stages write rows into with ctx.record(table, row); `key` (the stage's cache key) is added. */
 export const RECORD_TABLES: TableDef[] = [
@@ -348,6 +377,12 @@ export const VIEWS: { name: string; sql: string }[] = [
                    AND b.weight_mb <= a.weight_mb AND b.ppl <= a.ppl
                    AND (b.weight_mb < a.weight_mb OR b.ppl < a.ppl)) AS front_memory_quality
           FROM t a`,
+  },
+  {
+    // Each cache entry with what produced it: join any result table on key.
+    name: "provenance",
+    sql: `SELECT c.key, c.kind, c.name, c.pipeline, c.finished_at, e.*
+          FROM cache_entries c LEFT JOIN environments e USING (env_id)`,
   },
   {
     name: "failures",

@@ -29,6 +29,8 @@ export interface EntryMeta {
   records: Record<string, number>;
   output?: unknown;
   error?: { message: string; stack?: string };
+  /** What produced it (lab commit, Deno, libtorch, kernels, device); not part of the key. */
+  provenance?: Record<string, unknown>;
 }
 
 /** A finished input of a stage, as the stage's `ctx.inputs` shows it. */

@@ -19,6 +19,11 @@ export function shimPath(): string {
   return Deno.env.get("LAB_TORCH_SHIM") ?? SHIM_PATH;
 }
 
+/** Whether the shim is loaded already (describing it must not be what loads it). */
+export function isLoaded(): boolean {
+  return lib !== null;
+}
+
 /** The loaded shim's symbols. */
 export function L(): Lib {
   if (lib) return lib;

@@ -1,5 +1,6 @@
 // The built-in stage kinds.
 import "./environment.ts";
+import "./provenance.ts";
 export { load, loadParams } from "./load.ts";
 export { quantize, quantizeParams } from "./quantize.ts";
 export { profile, profileParams } from "./profile.ts";
