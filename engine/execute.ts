@@ -189,6 +189,7 @@ export async function executeNode(
     coords: node.coords,
     env: node.env,
     source: node.source,
+    keyParts: node.keyParts,
     device: node.stage.device,
     host: hostname(),
     startedAt: started.toISOString(),

@@ -12,13 +12,24 @@ import {
 import { blake3Hex, canonicalJson, hashReady } from "./canonical.ts";
 import { environmentFor } from "./environment.ts";
 import { LabError, PipelineError } from "./errors.ts";
-import { stageSourceHash } from "./source_hash.ts";
+import { stageSourceInfo } from "./source_hash.ts";
+import { npmVersions } from "./npm_versions.ts";
 import type { StageDef } from "./stage.ts";
 import type { Coords } from "./types.ts";
 import { CacheStore } from "./cache.ts";
 
 /** Bump when the key recipe changes, so that old entries stop matching. */
-export const KEY_VERSION = 1;
+export const KEY_VERSION = 2;
+
+/**
+ * The parts of a key that meta.json keeps besides params, inputs and env, so that `lab why`
+ * can tell which one changed: each source file's hash, the locked npm packages, keyExtra.
+ */
+export interface KeyParts {
+  files: Record<string, string>;
+  npm: Record<string, string>;
+  extra: unknown;
+}
 
 /** A pipeline loaded from its file. */
 export interface LoadedPipeline {
@@ -71,6 +82,7 @@ export interface PlanNode {
   coords: Coords;
   env: Record<string, unknown>;
   source: string;
+  keyParts: KeyParts;
   key: string;
   /** Set when another node has the same key: that node runs, this one shares its entry. */
   aliasOf?: PlanNode;
@@ -131,6 +143,7 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
     coords: {},
     env: {},
     source: "",
+    keyParts: { files: {}, npm: {}, extra: null },
     key: "",
     cached: false,
     action: "run",
@@ -291,8 +304,13 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
   const unique: PlanNode[] = [];
   const aliases: PlanNode[] = [];
   for (const n of order) {
+    let npm: Record<string, string>;
+    let files: Record<string, string>;
     try {
-      n.source = stageSourceHash(n.stage.moduleUrl, n.stage.definedAt);
+      const info = stageSourceInfo(n.stage.moduleUrl, n.stage.definedAt);
+      n.source = info.hash;
+      files = info.files;
+      npm = npmVersions(info.packages);
     } catch (e) {
       problems.push(`${label(n)}: ${(e as Error).message}`);
       continue;
@@ -319,10 +337,12 @@ export async function planPipeline(loaded: LoadedPipeline, opts: PlanOptions): P
         params: n.params,
         inputs: n.inputKeys,
         env: n.env,
+        npm,
         extra,
       }),
       32,
     );
+    n.keyParts = { files, npm, extra: extra ?? null };
     const first = byKey.get(n.key);
     if (first) {
       n.aliasOf = first;

@@ -25,6 +25,7 @@ function readModule(url: string): string | null {
 export function clearSourceCache(): void {
   moduleText.clear();
   closureHash.clear();
+  sourceInfo.clear();
 }
 
 const IMPORT_RES = [
@@ -64,14 +65,44 @@ export function stageSourceHash(
   moduleUrl: string,
   definedAt?: { line: number; col: number },
 ): string {
+  return stageSourceInfo(moduleUrl, definedAt).hash;
+}
+
+/** What a stage's source hash covers, for `lab why`: each file's hash, and the npm packages. */
+export interface SourceInfo {
+  hash: string;
+  /** Project-relative path (or absolute, outside the project) → content hash (16 hex). */
+  files: Record<string, string>;
+  /** Bare and npm: specifiers the modules import (their versions come from deno.lock). */
+  packages: string[];
+}
+
+const sourceInfo = new Map<string, SourceInfo>();
+const ROOT_DIR = new URL("../", import.meta.url).href;
+
+function displayPath(url: string): string {
+  if (url.startsWith(ROOT_DIR)) return url.slice(ROOT_DIR.length);
+  return url.startsWith("file:") ? fileURLToPath(url) : url;
+}
+
+/** The source hash of a stage with its parts (see stageSourceHash). */
+export function stageSourceInfo(
+  moduleUrl: string,
+  definedAt?: { line: number; col: number },
+): SourceInfo {
   const id = `${moduleUrl}#${definedAt?.line ?? 0}:${definedAt?.col ?? 0}`;
-  const hit = closureHash.get(id);
+  const hit = sourceInfo.get(id);
   if (hit) return hit;
   const parts: string[] = [];
+  const files: Record<string, string> = {};
+  const packages = new Set<string>();
   const own = readModule(moduleUrl);
   if (own === null) throw new Error(`cannot read stage module ${moduleUrl}`);
   const offset = definedAt ? offsetOf(own, definedAt.line, definedAt.col) : -1;
-  parts.push(`${moduleUrl}\n${withoutPipelineCalls(own, offset)}`);
+  const ownText = withoutPipelineCalls(own, offset);
+  parts.push(`${moduleUrl}\n${ownText}`);
+  files[displayPath(moduleUrl)] = blake3Hex(ownText, 16);
+  for (const p of packageImports(ownText)) packages.add(p);
   const seen = new Set<string>([moduleUrl]);
   const queue = localImports(moduleUrl, own);
   while (queue.length) {
@@ -83,14 +114,31 @@ export function stageSourceHash(
     if (text === null) continue;
     if (DEFINES_STAGE.test(text)) continue;
     parts.push(`${url}\n${text}`);
+    files[displayPath(url)] = blake3Hex(text, 16);
+    for (const p of packageImports(text)) packages.add(p);
     queue.push(...localImports(url, text));
   }
   // Paths relative to nothing would make keys machine-specific: hash contents only, in a
   // stable order, with URLs reduced to their name within the set.
   const body = parts.map((p) => p.slice(p.indexOf("\n") + 1)).sort().join("\u0000");
-  const h = blake3Hex(body, 32);
-  closureHash.set(id, h);
-  return h;
+  const info = { hash: blake3Hex(body, 32), files, packages: [...packages].sort() };
+  sourceInfo.set(id, info);
+  closureHash.set(id, info.hash);
+  return info;
+}
+
+/** Bare (import-map) and npm: specifiers a module imports; node: and URLs are not packages. */
+export function packageImports(text: string): string[] {
+  const out = new Set<string>();
+  for (const re of IMPORT_RES) {
+    re.lastIndex = 0;
+    for (const m of text.matchAll(re)) {
+      const spec = m[1];
+      if (/^(\.{1,2}\/|\/|file:|node:|https?:|data:|jsr:)/.test(spec)) continue;
+      out.add(spec);
+    }
+  }
+  return [...out];
 }
 
 function offsetOf(text: string, line: number, col: number): number {

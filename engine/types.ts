@@ -29,6 +29,8 @@ export interface EntryMeta {
   records: Record<string, number>;
   output?: unknown;
   error?: { message: string; stack?: string };
+  /** The key's parts beyond params, inputs and env (source files, npm packages, keyExtra). */
+  keyParts?: { files: Record<string, string>; npm: Record<string, string>; extra: unknown };
   /** What produced it (lab commit, Deno, libtorch, kernels, device); not part of the key. */
   provenance?: Record<string, unknown>;
 }

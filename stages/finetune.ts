@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { join } from "node:path";
 import { existsSync } from "node:fs";
-import { absPath, fileHash, modelSource } from "./model_input.ts";
+import { absPath, fileHash, folderFingerprint, modelSource } from "./model_input.ts";
 import { defineStage, type InputInfo } from "../engine/mod.ts";
 import { loadModel } from "../models/load.ts";
 import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora.ts";
@@ -115,16 +115,11 @@ export const finetune = defineStage({
   // The data file (and a path-named model's weights) change results without changing params.
   keyExtra: async (p, cwd) => {
     const abs = (f: string) => absPath(f, cwd);
-    const extra: Record<string, string> = { data: await fileHash(abs(p.data)) };
-    if (p.model) {
-      for (const f of ["config.json", "model.safetensors"]) {
-        try {
-          const st = Deno.statSync(join(abs(p.model), f));
-          extra[f] = `${st.size}:${st.mtime?.getTime() ?? 0}`;
-        } catch { /* resolved (and reported) at run time */ }
-      }
-    }
-    return extra;
+    // Every file of a path-named model counts, every shard included, by content.
+    return {
+      data: await fileHash(abs(p.data)),
+      ...(p.model ? { model: folderFingerprint(abs(p.model)) } : {}),
+    };
   },
   run: async (ctx) => {
     const p = ctx.params;

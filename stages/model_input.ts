@@ -1,6 +1,7 @@
 // How stages find and open the model an input stage produced.
 import { isAbsolute, join } from "node:path";
 import type { InputInfo } from "../engine/mod.ts";
+import { hashFile } from "../engine/file_hash.ts";
 import type { DType } from "../ffi/mod.ts";
 import { loadModel } from "../models/load.ts";
 import type { LlamaModel } from "../models/llama.ts";
@@ -75,28 +76,34 @@ export function modelLabel(input: InputInfo): string {
   return ((input.output ?? {}) as ModelOutput).label ?? input.name;
 }
 
-/** A content fingerprint (size and mtime per file) of a checkpoint folder, for cache keys. */
+/**
+ * A content fingerprint of a checkpoint folder for cache keys: the BLAKE3 of every file in it
+ * (every shard, the config, the tokenizer), each hashed once per (inode, size, mtime).
+ */
 export function folderFingerprint(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
+  let names: string[];
   try {
-    for (const e of Deno.readDirSync(dir)) {
-      if (!e.isFile) continue;
-      const st = Deno.statSync(join(dir, e.name));
-      out[e.name] = `${st.size}:${st.mtime?.getTime() ?? 0}`;
-    }
+    names = [...Deno.readDirSync(dir)].filter((e) => e.isFile).map((e) => e.name).sort();
   } catch {
-    // A missing folder is reported when the stage runs.
+    return out; // A missing folder is reported when the stage runs.
+  }
+  for (const name of names) {
+    try {
+      out[name] = hashFile(join(dir, name));
+    } catch {
+      out[name] = "unreadable";
+    }
   }
   return out;
 }
 
-/** Reads a data file's bytes hash (SHA-256, first 16 bytes) for cache keys; "missing" when absent. */
-export async function fileHash(path: string): Promise<string> {
+/** A data file's content hash (BLAKE3, memoised) for cache keys; "missing" when absent. */
+export function fileHash(path: string): Promise<string> {
   try {
-    const d = new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(path)));
-    return Array.from(d.slice(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+    return Promise.resolve(hashFile(path));
   } catch {
-    return "missing";
+    return Promise.resolve("missing");
   }
 }
 

@@ -16,6 +16,7 @@ const COMMANDS = [
   import("./cli/init_model.ts"),
   import("./cli/generate.ts"),
   import("./cli/compare.ts"),
+  import("./cli/why.ts"),
   import("./cli/report.ts"),
   import("./cli/serve.ts"),
 ];
