@@ -6,6 +6,8 @@ import { existsSync } from "node:fs";
 import { absPath, fileHash, folderFingerprint, modelSource } from "./model_input.ts";
 import { defineStage, type InputInfo } from "../engine/mod.ts";
 import { loadModel } from "../models/load.ts";
+import { assertFiniteWeights } from "../models/finite_weights.ts";
+import { checkPositions } from "../models/limits.ts";
 import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora.ts";
 import {
   type Dataset,
@@ -131,6 +133,14 @@ export const finetune = defineStage({
     const dataPath = absPath(p.data, ctx.cwd);
     const model = loadModel(modelDir, { dtype: p.dtype, device: p.device });
     try {
+      // Training from NaN weights or past the model's positions gives numbers, not an error.
+      assertFiniteWeights(model, { adapter: inputAdapter });
+      checkPositions(
+        model,
+        p.maxLength,
+        `finetune: maxLength ${p.maxLength}`,
+        `set maxLength to ${model.config.maxPositionEmbeddings} or less`,
+      );
       // Training continues from an adapted input: its adapter is folded in first.
       if (inputAdapter) {
         if (p.method !== "full" && !p.merge) {

@@ -164,7 +164,7 @@ Deno.test("token ids past vocab_size: tokenizer.json and config.json disagree, b
   );
 });
 
-Deno.test("evaluate stages fail on NaN weights, long contexts and empty files, naming each", async () => {
+Deno.test("stages fail on NaN weights, long contexts and empty files, naming each", async () => {
   const bad = withBadWeights();
   const good = tinyCheckpoint();
   const work = Deno.makeTempDirSync({ prefix: "lab-trust-pipe-" });
@@ -175,7 +175,7 @@ Deno.test("evaluate stages fail on NaN weights, long contexts and empty files, n
   const file = join(work, "p.ts");
   Deno.writeTextFileSync(
     file,
-    `import { evaluate, load, pipeline, profile } from "${ROOT_MOD}";
+    `import { evaluate, finetune, load, pipeline, profile } from "${ROOT_MOD}";
 export default pipeline("trust", () => {
   const nan = load({ model: ${JSON.stringify(bad)} });
   evaluate(nan, { dataset: ${JSON.stringify(text)}, contextLength: 32 });
@@ -184,6 +184,9 @@ export default pipeline("trust", () => {
   evaluate(ok, { dataset: ${JSON.stringify(text)}, contextLength: 600 });
   evaluate(ok, { dataset: ${JSON.stringify(empty)} });
   evaluate(ok, { dataset: ${JSON.stringify(text)}, contextLength: 32 });
+  finetune(ok, { data: ${
+      JSON.stringify(join(Deno.cwd(), "data/instructions.jsonl"))
+    }, maxLength: 1000, steps: 1 });
 });
 `,
   );
@@ -196,7 +199,7 @@ export default pipeline("trust", () => {
     r.outcomes.map((o) => [`${o.node.name}:${o.status}`, o.error?.message ?? ""]),
   );
   const failed = r.outcomes.filter((o) => o.status === "failed");
-  assert.equal(failed.length, 4, JSON.stringify(errors, null, 1));
+  assert.equal(failed.length, 5, JSON.stringify(errors, null, 1));
   const messageOf = (re: RegExp) => failed.map((o) => o.error!.message).filter((m) => re.test(m));
   assert.equal(
     messageOf(new RegExp(`model\\.safetensors: tensor '${UP.replaceAll(".", "\\.")}' holds 3 NaN`))
@@ -209,6 +212,13 @@ export default pipeline("trust", () => {
     1,
   );
   assert.equal(messageOf(new RegExp(`dataset ${empty} is empty`)).length, 1);
+  assert.equal(
+    messageOf(
+      /finetune: maxLength 1000 needs 1000 positions, but the model allows 512 .*: set maxLength to 512 or less/,
+    )
+      .length,
+    1,
+  );
   assert.ok(failed.every((o) => !o.error!.stack), "user errors carry no stack");
   assert.equal(r.outcomes.filter((o) => o.status === "ok").length, 3, "the good branch runs");
 });
