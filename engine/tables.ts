@@ -286,6 +286,7 @@ export const VIEWS: { name: string; sql: string }[] = [
     // module's assigned scheme is its `keep` glob's, else the stage's, and a fallback is a
     // module stored in a smaller int4 group or in int8 than that. (Modules an advise input
     // keeps in int8 under an int4 scheme count too: their globs are not in the params.)
+    // lm_head and the embedding table take int8 by default under 4-bit schemes: not a fallback.
     name: "quant_tradeoff",
     sql: `WITH q AS (
             SELECT pipeline, key, name, json_extract_string(params, '$.scheme') AS scheme,
@@ -297,7 +298,8 @@ export const VIEWS: { name: string; sql: string }[] = [
             FROM q),
           assigned AS (
             SELECT qm.key, qm.module, qm.scheme,
-                   coalesce(max(k.kv.value), any_value(q.scheme)) AS assigned
+                   coalesce(max(k.kv.value), CASE WHEN qm.module IN ('lm_head', 'model.embed_tokens')
+                     THEN qm.scheme ELSE any_value(q.scheme) END) AS assigned
             FROM quant_modules qm JOIN q ON q.key = qm.key
             LEFT JOIN keeps k ON k.key = qm.key AND regexp_full_match(qm.module,
               '(?:.*\\.)?' || replace(regexp_escape(k.kv.key), '\\*', '.*'))

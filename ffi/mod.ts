@@ -57,6 +57,7 @@ export {
   kernelIsa,
   QUANT_KIND,
   quantizedLinear,
+  quantizedRows,
   quantizeWeight,
   type QuantKind,
 } from "./quant.ts";

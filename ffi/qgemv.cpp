@@ -345,6 +345,15 @@ std::vector<float> deinterleave(const float* x, int64_t m, int64_t cols, int64_t
   return out;
 }
 
+// Row o of the dense weight (int8 rows times their scale).
+void dequant_scaled_row(const PackedWeight& w, int64_t o, float* dst) {
+  dequant_row(w, o, dst);
+  if (w.kind == 0) {
+    const float s = w.rowscale[o];
+    for (int64_t i = 0; i < w.cols; i++) dst[i] *= s;
+  }
+}
+
 using RowsFn = void (*)(const PackedWeight&, const float*, float*, int64_t, int64_t);
 
 template <template <int> class K>
@@ -403,14 +412,13 @@ void gemv(const PackedWeight& w, const float* x, int64_t m, float* y) {
 
 void dequantize_rows(const PackedWeight& w, int64_t o0, int64_t o1, float* out) {
   at::parallel_for(o0, o1, 16, [&](int64_t a, int64_t b) {
-    for (int64_t o = a; o < b; o++) {
-      float* dst = out + (o - o0) * w.cols;
-      dequant_row(w, o, dst);
-      if (w.kind == 0) {
-        const float s = w.rowscale[o];
-        for (int64_t i = 0; i < w.cols; i++) dst[i] *= s;
-      }
-    }
+    for (int64_t o = a; o < b; o++) dequant_scaled_row(w, o, out + (o - o0) * w.cols);
+  });
+}
+
+void gather_rows(const PackedWeight& w, const int64_t* ids, int64_t n, float* out) {
+  at::parallel_for(0, n, 16, [&](int64_t a, int64_t b) {
+    for (int64_t i = a; i < b; i++) dequant_scaled_row(w, ids[i], out + i * w.cols);
   });
 }
 

@@ -43,4 +43,8 @@ void gemv(const PackedWeight& w, const float* x, int64_t m, float* y);
 // Dequantizes rows [o0, o1) into out ([o1 - o0, cols] floats).
 void dequantize_rows(const PackedWeight& w, int64_t o0, int64_t o1, float* out);
 
+// Dequantizes the listed rows (each in [0, rows), checked by the caller) into out
+// ([n, cols] floats): an embedding lookup that reads only the rows it needs.
+void gather_rows(const PackedWeight& w, const int64_t* ids, int64_t n, float* out);
+
 }  // namespace lab

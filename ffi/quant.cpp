@@ -584,6 +584,39 @@ void* lt_q_dequantize(int32_t kind, void* const* hs, int32_t n, const int64_t* p
   LQ_CATCH(nullptr)
 }
 
+// Rows `ids` (int64, any shape) of the dense weight, as float32 [*ids.shape, in]: an embedding
+// lookup over a packed table that dequantizes only the rows it reads.
+void* lt_q_rows(int32_t kind, void* const* hs, int32_t n, const int64_t* params, void* ids) {
+  try {
+    at::NoGradGuard guard;
+    auto t = handles(hs, n);
+    const at::Tensor& idt = H(ids);
+    const int64_t rows = params[0], cols = params[1];
+    auto shape = idt.sizes().vec();
+    shape.push_back(cols);
+    at::Tensor flat = idt.reshape({-1}).to(at::kLong);
+    if (flat.numel() > 0) {
+      const int64_t lo = flat.min().item<int64_t>(), hi = flat.max().item<int64_t>();
+      if (lo < 0 || hi >= rows) {
+        throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) +
+                                    " is outside the embedding table of " + std::to_string(rows) + " rows");
+      }
+    }
+    if (t.empty()) throw std::invalid_argument("no quantized tensors given");
+    if (!t[0].is_cpu() || kind == 4) {
+      at::Tensor dense = dequantize(kind, t, params);
+      return wrap(dense.index_select(0, flat.to(dense.device())).view(shape));
+    }
+    std::vector<at::Tensor> keep;
+    const lab::PackedWeight w = packed_view(kind, t, params, keep);
+    at::Tensor ic = flat.contiguous();
+    at::Tensor out = at::empty({ic.numel(), cols}, at::kFloat);
+    lab::gather_rows(w, ic.data_ptr<int64_t>(), ic.numel(), out.data_ptr<float>());
+    return wrap(out.view(shape));
+  }
+  LQ_CATCH(nullptr)
+}
+
 // y = x @ dequant(W)ᵀ + bias, with the dequantized weight alive only during the call.
 void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64_t* params,
                   void* bias) {

@@ -72,6 +72,29 @@ export function dequantizeWeight(
   );
 }
 
+/** Rows `ids` of the dense weight as float32 `[...ids.shape, in]`, dequantizing only those rows. */
+export function quantizedRows(
+  kind: QuantKind,
+  parts: readonly Tensor[],
+  shape: [number, number],
+  block: number,
+  block2: number,
+  ids: Tensor,
+): Tensor {
+  return new Tensor(
+    check(
+      L().lt_q_rows(
+        QUANT_KIND[kind],
+        handleArray(parts),
+        parts.length,
+        params(shape[0], shape[1], block, block2),
+        ids.handle,
+      ),
+      `quantized embedding lookup (${kind})`,
+    ),
+  );
+}
+
 /** `x @ dequant(W)ᵀ + bias` in one native call. */
 export function quantizedLinear(
   kind: QuantKind,

@@ -8,6 +8,10 @@ export const QUANT_SYMBOLS = {
     parameters: ["i32", "buffer", "i32", "buffer", "i32", "i32"],
     result: "pointer",
   },
+  lt_q_rows: {
+    parameters: ["i32", "buffer", "i32", "buffer", "pointer"],
+    result: "pointer",
+  },
   lt_q_linear: {
     parameters: ["i32", "pointer", "buffer", "i32", "buffer", "pointer"],
     result: "pointer",

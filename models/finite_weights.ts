@@ -40,7 +40,9 @@ function isTensor(x: unknown): x is Tensor {
 /** Every floating tensor of `model`, named as in its checkpoint. */
 export function* namedWeights(model: LlamaModel): Generator<[string, Tensor]> {
   const w = model.weights;
-  yield ["model.embed_tokens.weight", w.embedTokens];
+  const table = w.embedTokens;
+  if (isTensor(table)) yield ["model.embed_tokens.weight", table];
+  else yield* layerTensors("model.embed_tokens", table);
   for (const [l, lw] of w.layers.entries()) {
     yield [`model.layers.${l}.input_layernorm.weight`, lw.inputNorm];
     yield [`model.layers.${l}.post_attention_layernorm.weight`, lw.postAttentionNorm];
@@ -50,7 +52,7 @@ export function* namedWeights(model: LlamaModel): Generator<[string, Tensor]> {
     const head = slot.name === "lm_head" && model.config.tieWordEmbeddings;
     for (const [name, t] of layerTensors(slot.name, slot.get())) {
       // A tied head's weight is the embedding, checked above.
-      if (head && t === w.embedTokens) continue;
+      if (head && (t === table || !isTensor(table))) continue;
       yield [name, t];
     }
   }

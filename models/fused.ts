@@ -6,6 +6,7 @@ import type { ModelConfig } from "./config.ts";
 import type { KVCache } from "./kv_cache.ts";
 import { Linear } from "./linear.ts";
 import type { ModelWeights } from "./weights.ts";
+import { isPacked } from "./embedding.ts";
 
 const ptr = (t: Tensor | null): bigint => (t ? BigInt(Deno.UnsafePointer.value(t.handle)) : 0n);
 
@@ -14,7 +15,7 @@ const ptr = (t: Tensor | null): bigint => (t ? BigInt(Deno.UnsafePointer.value(t
  * a dense Linear (quantized, adapted), which only the TypeScript path runs.
  */
 export function fusedWeightHandles(w: ModelWeights): BigUint64Array | null {
-  if (!(w.lmHead instanceof Linear)) return null;
+  if (!(w.lmHead instanceof Linear) || isPacked(w.embedTokens)) return null;
   const out = new BigUint64Array(3 + 16 * w.layers.length);
   out[0] = ptr(w.embedTokens);
   out[1] = ptr(w.norm);

@@ -1,14 +1,6 @@
 // The Llama-family decoder (Llama 2/3, Mistral, Qwen2, Phi3) as a plain
 // composition of binding ops: the reference every fast path is tested against.
-import {
-  type DType,
-  embedding,
-  ITEM_SIZE,
-  rmsNorm,
-  type Tensor,
-  tensor,
-  tidy,
-} from "../ffi/mod.ts";
+import { type DType, ITEM_SIZE, rmsNorm, type Tensor, tensor, tidy } from "../ffi/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { KVCache } from "./kv_cache.ts";
 import { attentionMask, positionIdsFromPadding } from "./attention_mask.ts";
@@ -16,6 +8,7 @@ import { applyRope, invFreqTensor, ropeTables } from "./rope.ts";
 import type { LayerWeights, ModelWeights } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { fusedForward, fusedWeightHandles } from "./fused.ts";
+import { lookupEmbedding, tableBytes, tableParams } from "./embedding.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
 
 /** Token ids: rows of numbers, or an int64 tensor `[batch, seq]`. */
@@ -178,7 +171,7 @@ export class LlamaModel {
         return [logits];
       }
 
-      let x = embedding(this.weights.embedTokens, idsT);
+      let x = lookupEmbedding(this.weights.embedTokens, idsT, this.dtype);
       if (hidden) hidden.push(x);
       for (let l = 0; l < c.numLayers; l++) {
         x = tidy(() =>
@@ -253,7 +246,7 @@ export class LlamaModel {
   /** Number of parameters (tied embeddings counted once). */
   parameterCount(): number {
     const w = this.weights;
-    let n = w.embedTokens.numel + w.norm.numel;
+    let n = tableParams(w.embedTokens) + w.norm.numel;
     if (!this.config.tieWordEmbeddings) n += w.lmHead.parameterCount();
     for (const l of w.layers) {
       n += l.inputNorm.numel + l.postAttentionNorm.numel;
@@ -268,7 +261,7 @@ export class LlamaModel {
   weightBytes(): number {
     const w = this.weights;
     const b = (t: Tensor) => t.numel * ITEM_SIZE[t.dtype];
-    let n = b(w.embedTokens) + b(w.norm);
+    let n = tableBytes(w.embedTokens) + b(w.norm);
     if (!this.config.tieWordEmbeddings) n += w.lmHead.weightBytes();
     for (const l of w.layers) {
       n += b(l.inputNorm) + b(l.postAttentionNorm);
@@ -284,6 +277,7 @@ export class LlamaModel {
     const w = this.weights;
     w.embedTokens.dispose();
     w.norm.dispose();
+    // A tied head reads the embedding table (a packed one is the same object): freed above.
     if (!this.config.tieWordEmbeddings) w.lmHead.dispose();
     for (const l of w.layers) {
       l.inputNorm.dispose();

@@ -4,6 +4,7 @@ import { type DType, type Tensor } from "../ffi/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import { CheckpointError, type ShardedCheckpoint } from "./safetensors.ts";
+import type { EmbeddingTable } from "./embedding.ts";
 
 /** One decoder layer's parameters. */
 export interface LayerWeights {
@@ -18,9 +19,12 @@ export interface LayerWeights {
   downProj: LinearLayer;
 }
 
-/** All parameters of a model. `lmHead.weight` is `embedTokens` when embeddings are tied. */
+/**
+ * All parameters of a model. With tied embeddings, `lmHead` reads the embedding table: a dense
+ * `Linear` over `embedTokens`, or the same packed table object.
+ */
 export interface ModelWeights {
-  embedTokens: Tensor;
+  embedTokens: EmbeddingTable;
   layers: LayerWeights[];
   norm: Tensor;
   lmHead: LinearLayer;

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { join } from "node:path";
 import { defineStage } from "../engine/mod.ts";
-import { quantizeModel } from "../models/quant/quantize_model.ts";
+import { moduleSchemes, quantizeModel } from "../models/quant/quantize_model.ts";
 import { saveQuantizedModel } from "../models/quant/checkpoint.ts";
 import { parseScheme, SCHEME_NAMES } from "../models/quant/schemes.ts";
 import { modelLabel, type ModelOutput, openModel } from "./model_input.ts";
@@ -53,9 +53,10 @@ export const quantize = defineStage({
       simulate: p.simulate,
       strict: p.strict,
     });
-    const fallbacks = report.modules.filter((m) =>
-      m.scheme !== report.scheme && !Object.keys(keep).length
-    );
+    // Always said and recorded, so "int4-g128" is never silently partly int8.
+    const assigned = moduleSchemes(report.modules.map((m) => m.module), { scheme: p.scheme, keep });
+    const fallbacks = report.modules.filter((m) => m.scheme !== assigned.get(m.module)!.name);
+    ctx.metric("fallback_modules", fallbacks.length);
     if (fallbacks.length) {
       ctx.log(
         `${fallbacks.length} modules use a fallback scheme (width not divisible by the group): ` +

@@ -49,7 +49,7 @@ const LORA = { r: 8, alpha: 16, targetModules: ["all-linear", "lm_head"], seed: 
 function snapshot(m: LlamaModel): Map<string, Uint8Array> {
   const out = new Map<string, Uint8Array>();
   const w = m.weights;
-  out.set("embed", w.embedTokens.bytes());
+  out.set("embed", (w.embedTokens as torch.Tensor).bytes());
   out.set("norm", w.norm.bytes());
   w.layers.forEach((l, i) => {
     out.set(`${i}.in`, l.inputNorm.bytes());

@@ -124,7 +124,7 @@ for (const arch of ARCHS) {
     fn: () =>
       withFixture(arch, (dir, ref) => {
         using model = loadModel(dir, { dtype: "bfloat16" });
-        assert.equal(model.weights.embedTokens.dtype, "bfloat16");
+        assert.equal((model.weights.embedTokens as torch.Tensor).dtype, "bfloat16");
         using logits = model.forward(ref.get("input_ids")!);
         assert.equal(logits.dtype, "float32");
         const want = ref.get("logits")!;

@@ -164,7 +164,10 @@ Deno.test("sampling: a seed repeats a run, top-k 1 is greedy, bad options are na
       () => model.generate(p, { maxNewTokens: 0 }),
       /maxNewTokens must be a positive integer/,
     );
-    assert.throws(() => model.generate([[1, 999]]), /token id 999, outside \[0, 259\)/);
+    assert.throws(
+      () => model.generate([[1, 999]]),
+      /token id 999 is outside the vocabulary \[0, 259\)/,
+    );
   });
 });
 

@@ -1,9 +1,16 @@
 // A projection whose weight is stored in a narrower float type and widened per call.
-import { type DType, linear, quantizedLinear, type Tensor } from "../../ffi/mod.ts";
-import type { LinearLayer } from "../linear.ts";
+import {
+  type DType,
+  embedding,
+  linear,
+  quantizedLinear,
+  quantizedRows,
+  type Tensor,
+} from "../../ffi/mod.ts";
+import type { PackedTable } from "../embedding.ts";
 
 /** `y = x @ W.to(x.dtype)ᵀ + b` with W kept in `storage` dtype (e.g. fp16 under fp32 compute). */
-export class CastLinear implements LinearLayer {
+export class CastLinear implements PackedTable {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   readonly inFeatures: number;
@@ -31,6 +38,16 @@ export class CastLinear implements LinearLayer {
     if (!this.bias || this.bias.dtype === x.dtype) return linear(x, w, this.bias);
     using b = this.bias.to(x.dtype);
     return linear(x, w, b);
+  }
+
+  /** Rows `ids` of the weight as float32 (an embedding lookup). */
+  rows(ids: Tensor): Tensor {
+    const shape: [number, number] = [this.outFeatures, this.inFeatures];
+    if (this.weight.dtype === "float16" || this.weight.dtype === "bfloat16") {
+      return quantizedRows("half", [this.weight], shape, 0, 0, ids);
+    }
+    using e = embedding(this.weight, ids);
+    return e.to("float32");
   }
 
   parameterCount(): number {

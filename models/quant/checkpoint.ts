@@ -9,6 +9,7 @@ import { LlamaModel } from "../llama.ts";
 import { CheckpointError, saveSafetensors, ShardedCheckpoint } from "../safetensors.ts";
 import { loadTokenizer } from "../tokenizer.ts";
 import type { LayerWeights, ModelWeights } from "../weights.ts";
+import { type EmbeddingTable, isPacked } from "../embedding.ts";
 import { CastLinear } from "./cast_linear.ts";
 import { LAYER_PROJECTIONS, linearModules } from "../modules.ts";
 import { partNames, QuantizedLinear } from "./quantized_linear.ts";
@@ -55,6 +56,15 @@ function moduleTensors(name: string, layer: LinearLayer): [string, Tensor][] {
   throw new CheckpointError(`cannot save module '${name}' of type ${layer.constructor.name}`);
 }
 
+// The embedding table's name when it is stored packed (as a module: qweight, scales, …).
+const EMBED_MODULE = "model.embed_tokens";
+
+function packedTable(layer: LinearLayer): EmbeddingTable {
+  if (layer instanceof QuantizedLinear || layer instanceof CastLinear) return layer;
+  if (layer instanceof Linear) return layer.weight;
+  throw new CheckpointError(`the embedding table cannot be a ${layer.constructor.name}`);
+}
+
 /** True when `dir` holds a model saved by saveQuantizedModel. */
 export function isQuantizedFolder(dir: string): boolean {
   return existsSync(join(dir, QUANT_MANIFEST));
@@ -72,22 +82,25 @@ export function saveQuantizedModel(model: LlamaModel, dir: string): void {
   }
   const w = model.weights;
   const tensors = new Map<string, Tensor>();
-  tensors.set("model.embed_tokens.weight", w.embedTokens);
+  const modules: Record<string, ModuleEntry> = {};
+  const addModule = (name: string, layer: LinearLayer) => {
+    const named = moduleTensors(name, layer);
+    modules[name] = {
+      scheme: schemeOf(layer, model.dtype),
+      shape: [layer.outFeatures, layer.inFeatures],
+      bias: named.some(([n]) => n.endsWith(".bias")),
+    };
+    for (const [n, t] of named) tensors.set(n, t);
+  };
+  // A packed table is saved once, as a module; a tied head reads it back from there.
+  if (isPacked(w.embedTokens)) addModule(EMBED_MODULE, w.embedTokens);
+  else tensors.set("model.embed_tokens.weight", w.embedTokens);
   tensors.set("model.norm.weight", w.norm);
   w.layers.forEach((l, i) => {
     tensors.set(`model.layers.${i}.input_layernorm.weight`, l.inputNorm);
     tensors.set(`model.layers.${i}.post_attention_layernorm.weight`, l.postAttentionNorm);
   });
-  const modules: Record<string, ModuleEntry> = {};
-  for (const slot of linearModules(model)) {
-    const layer = slot.get();
-    modules[slot.name] = {
-      scheme: schemeOf(layer, model.dtype),
-      shape: [layer.outFeatures, layer.inFeatures],
-      bias: moduleTensors(slot.name, layer).some(([n]) => n.endsWith(".bias")),
-    };
-    for (const [n, t] of moduleTensors(slot.name, layer)) tensors.set(n, t);
-  }
+  for (const slot of linearModules(model)) addModule(slot.name, slot.get());
   saveSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt", lab: FORMAT });
   const manifest: Manifest = { format: FORMAT, compute_dtype: model.dtype, modules };
   Deno.writeTextFileSync(join(dir, QUANT_MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
@@ -136,7 +149,9 @@ export function loadQuantizedModel(dir: string, opts: { device?: string } = {}):
     return new QuantizedLinear(scheme, parts, e.shape, bias);
   };
   try {
-    const embedTokens = get("model.embed_tokens.weight", dtype);
+    const embedTokens = manifest.modules[EMBED_MODULE]
+      ? packedTable(module(EMBED_MODULE))
+      : get("model.embed_tokens.weight", dtype);
     const layers: LayerWeights[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const p = `model.layers.${l}`;
@@ -148,7 +163,11 @@ export function loadQuantizedModel(dir: string, opts: { device?: string } = {}):
       layers.push(lw as unknown as LayerWeights);
     }
     const norm = get("model.norm.weight", dtype);
-    const lmHead = config.tieWordEmbeddings ? new Linear(embedTokens) : module("lm_head");
+    const lmHead = !config.tieWordEmbeddings
+      ? module("lm_head")
+      : isPacked(embedTokens)
+      ? embedTokens
+      : new Linear(embedTokens);
     const weights: ModelWeights = { embedTokens, layers, norm, lmHead };
     const model = new LlamaModel(config, weights, { dtype, device, source: dir });
     model.tokenizer = loadTokenizer(dir);

@@ -6,6 +6,7 @@ import { CastLinear } from "./cast_linear.ts";
 import { globMatcher, linearModules } from "../modules.ts";
 import { QuantizedLinear } from "./quantized_linear.ts";
 import { parseScheme, type Scheme } from "./schemes.ts";
+import { isPacked } from "../embedding.ts";
 
 /** How to quantize a model. */
 export interface QuantizeOptions {
@@ -44,20 +45,44 @@ export interface QuantizationReport {
   seconds: number;
 }
 
-/** The scheme of each module: the base scheme unless a `keep` glob says otherwise. */
+/** Name of the embedding table in `keep` globs and quantization reports. */
+export const EMBED_MODULE = "model.embed_tokens";
+const HEAD_MODULES = new Set(["lm_head", EMBED_MODULE]);
+
+/**
+ * The scheme lm_head and the embeddings take by default: int8 under 4-bit and fp8 schemes —
+ * the output layer is the most sensitive matrix, which is why llama.cpp keeps it at 6–8 bits
+ * too —, the scheme itself under int8, bf16 and fp16.
+ */
+export function headScheme(base: Scheme): Scheme {
+  return base.kind === "cast" || base.kind === "int8" ? base : parseScheme("int8");
+}
+
+/**
+ * The scheme of each module: the base scheme (headScheme's for lm_head and the embeddings)
+ * unless a `keep` glob says otherwise; the last matching glob wins.
+ */
 export function moduleSchemes(names: string[], opts: QuantizeOptions): Map<string, Scheme> {
-  const base = parseScheme(opts.scheme);
-  const rules = Object.entries(opts.keep ?? {}).map(([glob, s]) => ({
-    match: globMatcher(glob),
-    scheme: parseScheme(s),
-  }));
   const out = new Map<string, Scheme>();
-  for (const n of names) {
-    let s = base;
-    for (const r of rules) if (r.match(n)) s = r.scheme;
-    out.set(n, s);
-  }
+  for (const n of names) out.set(n, resolveScheme(n, opts).scheme);
   return out;
+}
+
+function resolveScheme(name: string, opts: QuantizeOptions): { scheme: Scheme; explicit: boolean } {
+  const base = parseScheme(opts.scheme);
+  let scheme = HEAD_MODULES.has(name) ? headScheme(base) : base;
+  let explicit = false;
+  for (const [glob, s] of Object.entries(opts.keep ?? {})) {
+    if (globMatcher(glob)(name)) [scheme, explicit] = [parseScheme(s), true];
+  }
+  return { scheme, explicit };
+}
+
+/** The embedding table's scheme; a tied one is also lm_head, whose `keep` glob then wins. */
+export function embeddingScheme(model: LlamaModel, opts: QuantizeOptions): Scheme {
+  const head = resolveScheme("lm_head", opts);
+  if (model.config.tieWordEmbeddings && head.explicit) return head.scheme;
+  return resolveScheme(EMBED_MODULE, opts).scheme;
 }
 
 /**
@@ -105,6 +130,46 @@ function relativeError(original: Tensor, replaced: LinearLayer): number {
   });
 }
 
+function moduleRow(
+  module: string,
+  scheme: Scheme,
+  layer: LinearLayer,
+  relError: number,
+): ModuleQuantization {
+  const params = layer.parameterCount();
+  const bytes = layer.weightBytes();
+  return {
+    module,
+    scheme: scheme.name,
+    params,
+    bytes,
+    bitsPerParam: (bytes * 8) / params,
+    relError,
+  };
+}
+
+// Replaces the embedding table (and a tied head, which reads it) with its packed form, stored
+// once; a lookup then dequantizes only the rows it reads.
+function quantizeEmbedding(
+  model: LlamaModel,
+  table: Tensor,
+  scheme: Scheme,
+  simulate = false,
+): ModuleQuantization {
+  const w = model.weights;
+  const tied = model.config.tieWordEmbeddings;
+  if (scheme.kind === "cast" && scheme.dtype === model.dtype) {
+    return moduleRow(EMBED_MODULE, scheme, new Linear(table), 0); // stays as it is
+  }
+  const next = quantizeLinear(table, null, scheme, model.dtype, simulate);
+  const relError = relativeError(table, next);
+  const packed = !(next instanceof Linear);
+  w.embedTokens = packed ? next as QuantizedLinear | CastLinear : (next as Linear).weight;
+  if (tied) w.lmHead = packed ? next : new Linear(w.embedTokens as Tensor);
+  table.dispose();
+  return moduleRow(EMBED_MODULE, scheme, next, relError);
+}
+
 /** Quantizes `model`'s linear modules in place and reports per-module sizes and errors. */
 export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): QuantizationReport {
   const started = performance.now();
@@ -130,6 +195,14 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
     }
     return { slot, current, scheme };
   });
+  const table = model.weights.embedTokens;
+  if (isPacked(table)) {
+    throw new Error(
+      `quantize: the embedding table is already ${table.constructor.name}; ` +
+        "quantize the unquantized model instead",
+    );
+  }
+  const tableScheme = fitScheme(embeddingScheme(model, opts), table.shape[1], opts.strict);
   const modules: ModuleQuantization[] = [];
   for (const { slot, current, scheme } of plan) {
     let next: LinearLayer;
@@ -145,17 +218,9 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
     const relError = relativeError(current.weight, next);
     current.dispose();
     slot.set(next);
-    const params = next.parameterCount();
-    const bytes = next.weightBytes();
-    modules.push({
-      module: slot.name,
-      scheme: scheme.name,
-      params,
-      bytes,
-      bitsPerParam: (bytes * 8) / params,
-      relError,
-    });
+    modules.push(moduleRow(slot.name, scheme, next, relError));
   }
+  modules.push(quantizeEmbedding(model, table, tableScheme, opts.simulate));
   return {
     scheme: parseScheme(opts.scheme).name,
     simulate: !!opts.simulate,

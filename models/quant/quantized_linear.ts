@@ -3,11 +3,12 @@ import {
   dequantizeWeight,
   type DType,
   quantizedLinear,
+  quantizedRows,
   quantizeWeight,
   type Tensor,
   tidy,
 } from "../../ffi/mod.ts";
-import type { LinearLayer } from "../linear.ts";
+import type { PackedTable } from "../embedding.ts";
 import type { Scheme } from "./schemes.ts";
 
 type QuantScheme = Exclude<Scheme, { kind: "cast" }>;
@@ -30,7 +31,7 @@ export function partNames(s: QuantScheme): string[] {
 }
 
 /** `y = x @ dequant(W)ᵀ + b` over packed storage; no dense copy of W outlives a call. */
-export class QuantizedLinear implements LinearLayer {
+export class QuantizedLinear implements PackedTable {
   readonly scheme: QuantScheme;
   readonly parts: Tensor[];
   readonly bias: Tensor | null;
@@ -68,6 +69,12 @@ export class QuantizedLinear implements LinearLayer {
       this.scheme.block2,
       this.bias,
     );
+  }
+
+  /** Rows `ids` of the dense weight (an embedding lookup), dequantizing only those rows. */
+  rows(ids: Tensor): Tensor {
+    const { kind, block, block2 } = this.scheme;
+    return quantizedRows(kind, this.parts, [this.outFeatures, this.inFeatures], block, block2, ids);
   }
 
   /** The dense weight this layer computes with. */

@@ -1,5 +1,6 @@
 // Quantization schemes: what users write ("nf4", "int4-g128", "bf16", …) and what it means.
 import { type DType, hasFloat8, type QuantKind } from "../../ffi/mod.ts";
+import { LabError } from "../../errors.ts";
 
 /** A parsed scheme. */
 export type Scheme =
@@ -30,7 +31,7 @@ export const SCHEME_NAMES = [
 ] as const;
 
 /** Error for a scheme the lab or this libtorch cannot do. */
-export class SchemeError extends Error {
+export class SchemeError extends LabError {
   constructor(message: string) {
     super(message);
     this.name = "SchemeError";

@@ -5,6 +5,8 @@ import { cat, type DType, noGrad, type Tensor, tidy } from "../../ffi/mod.ts";
 import { Linear, type LinearLayer } from "../linear.ts";
 import type { LlamaModel } from "../llama.ts";
 import { QuantizedLinear } from "../quant/quantized_linear.ts";
+import { CastLinear } from "../quant/cast_linear.ts";
+import { isPacked } from "../embedding.ts";
 import { saveSafetensors } from "../safetensors.ts";
 
 const COPIED = [
@@ -27,6 +29,9 @@ function denseParts(layer: LinearLayer, name: string, dtype: DType): [Tensor, Te
   if (layer instanceof QuantizedLinear) {
     return [layer.dequantize(dtype), layer.bias?.detach().to(dtype) ?? null];
   }
+  if (layer instanceof CastLinear) {
+    return [layer.weight.detach().to(dtype), layer.bias?.detach().to(dtype) ?? null];
+  }
   throw new Error(
     `saveCheckpoint: ${name} is a ${layer.constructor.name}; merge LoRA adapters first (mergeAdapter) ` +
       `or save them with saveAdapter`,
@@ -47,7 +52,13 @@ export function saveCheckpoint(
     tidy(() => {
       const t = new Map<string, Tensor>();
       const w = model.weights;
-      t.set("model.embed_tokens.weight", w.embedTokens.detach().to(dtype));
+      const table = w.embedTokens;
+      t.set(
+        "model.embed_tokens.weight",
+        isPacked(table)
+          ? denseParts(table, "model.embed_tokens", dtype)[0]
+          : table.detach().to(dtype),
+      );
       w.layers.forEach((lw, l) => {
         const p = `model.layers.${l}`;
         t.set(`${p}.input_layernorm.weight`, lw.inputNorm.detach().to(dtype));

@@ -14,6 +14,7 @@ import {
   tidy,
 } from "../../ffi/mod.ts";
 import { attentionMask } from "../attention_mask.ts";
+import { isPacked, lookupEmbedding } from "../embedding.ts";
 import type { ModelConfig } from "../config.ts";
 import type { LlamaModel } from "../llama.ts";
 import { applyRope, invFreqTensor, ropeTables } from "../rope.ts";
@@ -72,7 +73,7 @@ export function checkpointedBackward(model: LlamaModel, batch: Batch, scale: num
 
     // Forward without a graph, keeping each layer's input.
     const inputs: Tensor[] = [];
-    let x = noGrad(() => embedding(w.embedTokens, ids));
+    let x = noGrad(() => lookupEmbedding(w.embedTokens, ids, model.dtype));
     for (let l = 0; l < c.numLayers; l++) {
       inputs.push(x);
       const cur = x;
@@ -104,7 +105,8 @@ export function checkpointedBackward(model: LlamaModel, batch: Batch, scale: num
       g.dispose();
       inputs[l].dispose();
     }
-    if (w.embedTokens.requiresGrad) embedding(w.embedTokens, ids).backward(grad);
+    const table = w.embedTokens;
+    if (!isPacked(table) && table.requiresGrad) embedding(table, ids).backward(grad);
     return value;
   });
 }

@@ -3,6 +3,7 @@
 // over frozen NF4 weights with double quantization).
 import type { Tensor } from "../../ffi/mod.ts";
 import { Linear } from "../linear.ts";
+import { isPacked } from "../embedding.ts";
 import type { LlamaModel } from "../llama.ts";
 import { applyLora, linearModules, type LoraOptions, loraParameters } from "../lora.ts";
 import { QuantizedLinear } from "../quant/quantized_linear.ts";
@@ -14,6 +15,12 @@ export type Method = "full" | "lora" | "qlora";
 /** The model's parameter tensors (tied embeddings once); throws if a layer is not dense. */
 export function denseParameters(model: LlamaModel): Tensor[] {
   const w = model.weights;
+  if (isPacked(w.embedTokens)) {
+    throw new Error(
+      "full fine-tuning needs dense weights, but the embedding table is quantized; " +
+        "load the model without quantization",
+    );
+  }
   const out = new Set<Tensor>([w.embedTokens, w.norm]);
   for (const l of w.layers) {
     out.add(l.inputNorm);
