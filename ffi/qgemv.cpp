@@ -326,6 +326,81 @@ LAB_AVX2 void rows8_16_avx2(const PackedWeight& w, const float* x, float* y, int
   }
 }
 
+// ---------------------------------------------------------------- dense rows (prefill tiles)
+
+// Row o of the dense weight (int8 rows times their scale), 32 values per step.
+LAB_AVX512 void dense_row_avx512(const PackedWeight& w, int64_t o, float* dst) {
+  const int64_t cols = w.cols;
+  if (w.kind == 0 || w.kind == 5) {
+    const __m512 sc = _mm512_set1_ps(w.kind == 0 ? w.rowscale[o] : 1.0f);
+    for (int64_t s = 0; s < cols; s += 16) {
+      __m512 v;
+      if (w.kind == 0) {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.q8 + o * cols + s));
+        v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), sc);
+      } else {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.half + o * cols + s));
+        v = w.bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                   : _mm512_cvtph_ps(h);
+      }
+      _mm512_storeu_ps(dst + s, v);
+    }
+    return;
+  }
+  // Decoded high nibbles are the even elements, low nibbles the odd: interleave them back.
+  const __m512i even = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i odd = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const uint8_t* row = w.packed + o * cols / 2;
+  BlockCursor cur(w, o * cols);
+  __m512 lut = lut512(cur);
+  for (int64_t s = 0; s < cols; s += 32) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s / 2)));
+    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+    const __m512 lo = _mm512_permutexvar_ps(v, lut);
+    _mm512_storeu_ps(dst + s, _mm512_permutex2var_ps(hi, even, lo));
+    _mm512_storeu_ps(dst + s + 16, _mm512_permutex2var_ps(hi, odd, lo));
+    if (cur.advance(32) && s + 32 < cols) lut = lut512(cur);
+  }
+}
+
+LAB_AVX2 void dense_row_avx2(const PackedWeight& w, int64_t o, float* dst) {
+  const int64_t cols = w.cols;
+  if (w.kind == 0 || w.kind == 5) {
+    const __m256 sc = _mm256_set1_ps(w.kind == 0 ? w.rowscale[o] : 1.0f);
+    for (int64_t s = 0; s < cols; s += 8) {
+      __m256 v;
+      if (w.kind == 0) {
+        const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.q8 + o * cols + s));
+        v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), sc);
+      } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.half + o * cols + s));
+        v = w.bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                   : _mm256_cvtph_ps(h);
+      }
+      _mm256_storeu_ps(dst + s, v);
+    }
+    return;
+  }
+  alignas(32) float lut[16];
+  const uint8_t* row = w.packed + o * cols / 2;
+  BlockCursor cur(w, o * cols);
+  block_lut(cur, lut);
+  __m256 lo_tab = _mm256_load_ps(lut), hi_tab = _mm256_load_ps(lut + 8);
+  for (int64_t s = 0; s < cols; s += 16) {
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + s / 2)));
+    const __m256 hi = lookup16(lo_tab, hi_tab, _mm256_srli_epi32(v, 4));
+    const __m256 lo = lookup16(lo_tab, hi_tab, v);
+    const __m256 a = _mm256_unpacklo_ps(hi, lo), b = _mm256_unpackhi_ps(hi, lo);
+    _mm256_storeu_ps(dst + s, _mm256_permute2f128_ps(a, b, 0x20));
+    _mm256_storeu_ps(dst + s + 8, _mm256_permute2f128_ps(a, b, 0x31));
+    if (cur.advance(16) && s + 16 < cols) {
+      block_lut(cur, lut);
+      lo_tab = _mm256_load_ps(lut);
+      hi_tab = _mm256_load_ps(lut + 8);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- dispatch
 
 // Input rows with each chunk of `chunk` values split into its even, then its odd elements.
@@ -347,6 +422,8 @@ std::vector<float> deinterleave(const float* x, int64_t m, int64_t cols, int64_t
 
 // Row o of the dense weight (int8 rows times their scale).
 void dequant_scaled_row(const PackedWeight& w, int64_t o, float* dst) {
+  if (gemv_supported(w) && g_isa == Isa::Avx512) return dense_row_avx512(w, o, dst);
+  if (gemv_supported(w) && g_isa == Isa::Avx2) return dense_row_avx2(w, o, dst);
   dequant_row(w, o, dst);
   if (w.kind == 0) {
     const float s = w.rowscale[o];

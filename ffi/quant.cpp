@@ -59,30 +59,25 @@ const float* code_table(int kind) {
   throw std::invalid_argument("not a 4-bit code-book format: " + std::to_string(kind));
 }
 
-// Nearest code index for a value in [-1, 1].
+// Nearest code index for a value in [-1, 1]: a branch-free binary search over the midpoints
+// of the sorted code book (4 comparisons instead of 16 distances: quantizing an 8B-parameter
+// model is billions of these). A value exactly on a midpoint takes the lower code.
 struct Nearest {
-  float sorted[16];
+  float mid[15];
   uint8_t index[16];
   explicit Nearest(const float* table) {
     std::vector<std::pair<float, uint8_t>> v;
     for (int i = 0; i < 16; i++) v.push_back({table[i], static_cast<uint8_t>(i)});
     std::stable_sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.first < b.first; });
-    for (int i = 0; i < 16; i++) {
-      sorted[i] = v[i].first;
-      index[i] = v[i].second;
-    }
+    for (int i = 0; i < 16; i++) index[i] = v[i].second;
+    for (int i = 0; i < 15; i++) mid[i] = 0.5f * (v[i].first + v[i + 1].first);
   }
   uint8_t operator()(float x) const {
-    int best = 0;
-    float bd = std::fabs(x - sorted[0]);
-    for (int i = 1; i < 16; i++) {
-      float d = std::fabs(x - sorted[i]);
-      if (d < bd) {
-        bd = d;
-        best = i;
-      }
-    }
-    return index[best];
+    int i = x > mid[7] ? 8 : 0;
+    i += x > mid[i + 3] ? 4 : 0;
+    i += x > mid[i + 1] ? 2 : 0;
+    i += x > mid[i] ? 1 : 0;
+    return index[i];
   }
 };
 
