@@ -3,10 +3,12 @@
 // instead of ~60 per layer: at batch-1 decode the per-op crossing, wrapping and
 // freeing cost a sizeable share of the time the weight reads take.
 #include "shim.h"
+#include "quant_ops.h"
 
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <vector>
 #include <limits>
 #include <string>
 
@@ -33,6 +35,41 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& w, const at::Tensor* b
   return b ? at::linear(x, w, *b) : at::linear(x, w);
 }
 
+// A projection as models/fused.ts describes it in kProjSlots u64 slots: kind (-1 for a dense
+// weight, else quant.cpp's code), four tensor handles (the dense weight, or the packed parts),
+// [out, in, block, block2], bias handle (0 for none).
+constexpr int kProjSlots = 10;
+
+struct Proj {
+  int64_t kind;
+  std::vector<at::Tensor> parts;
+  int64_t params[4];
+  const at::Tensor* bias;
+};
+
+Proj read_proj(const uint64_t* d, const char* what) {
+  Proj p;
+  p.kind = static_cast<int64_t>(d[0]);
+  for (int i = 1; i <= 4; i++) {
+    if (d[i]) p.parts.push_back(*reinterpret_cast<const at::Tensor*>(d[i]));
+  }
+  if (p.parts.empty()) throw std::invalid_argument(std::string("lt_llama_forward: missing tensor ") + what);
+  for (int i = 0; i < 4; i++) p.params[i] = static_cast<int64_t>(d[5 + i]);
+  p.bias = d[9] ? reinterpret_cast<const at::Tensor*>(d[9]) : nullptr;
+  return p;
+}
+
+at::Tensor apply(const at::Tensor& x, const Proj& p) {
+  if (p.kind < 0) return project(x, p.parts[0], p.bias);
+  at::Tensor y = lab::packed_linear(static_cast<int>(p.kind), x, p.parts, p.params);
+  return p.bias ? y + p.bias->to(y.scalar_type()) : y;
+}
+
+at::Tensor embed(const Proj& p, const at::Tensor& ids, at::ScalarType dtype) {
+  if (p.kind < 0) return at::embedding(p.parts[0], ids);
+  return lab::packed_rows(static_cast<int>(p.kind), p.parts, p.params, ids).to(dtype);
+}
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
   at::Tensor xf = x.to(at::kFloat);
   at::Tensor y = (xf * at::rsqrt(xf.pow(2).mean({-1}, true) + eps)).to(x.scalar_type());
@@ -50,13 +87,13 @@ at::Tensor rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
 
 extern "C" {
 
-// weights: embed, final norm, lm_head, then 16 per layer: input norm,
-// post-attention norm, q w/b, k w/b, v w/b, o w/b, gate w/b, up w/b, down w/b
-// (null biases allowed). cos/sin: [B, 1, T, hd] in the compute dtype. mask:
+// weights (u64 slots): the embedding table as a projection (see Proj), the final norm, lm_head
+// as a projection, then per layer: input norm, post-attention norm, and q, k, v, o, gate, up,
+// down as projections. Dense and packed projections mix freely. cos/sin: [B, 1, T, hd] in the compute dtype. mask:
 // null or float32 [B, 1, 1, T, past + T]. With has_cache, keys/values are
 // written into cache_k/cache_v[l] at [past, past + T) and read from [0, past + T).
 // Returns float32 logits [B, T or 1, vocab].
-lt_tensor lt_llama_forward(const lt_tensor* weights, int32_t n_layers, int32_t nh, int32_t nkv,
+lt_tensor lt_llama_forward(const uint64_t* weights, int32_t n_layers, int32_t nh, int32_t nkv,
                            int32_t hd, double eps, lt_tensor ids_h, lt_tensor cos_h,
                            lt_tensor sin_h, lt_tensor mask_h, const lt_tensor* cache_k,
                            const lt_tensor* cache_v, int32_t has_cache, int64_t past,
@@ -69,14 +106,17 @@ lt_tensor lt_llama_forward(const lt_tensor* weights, int32_t n_layers, int32_t n
     const int64_t batch = ids.size(0), seq = ids.size(1), total = past + seq;
     const int64_t g = nh / nkv;
     const double scale = std::sqrt(static_cast<double>(hd));
-    at::Tensor x = at::embedding(req(weights[0], "embed_tokens"), ids);
-    const auto dtype = x.scalar_type();
+    const auto handle = [](uint64_t v) { return reinterpret_cast<lt_tensor>(v); };
+    const auto dtype = req(handle(weights[kProjSlots]), "norm").scalar_type();
+    at::Tensor x = embed(read_proj(weights, "embed_tokens"), ids, dtype);
+    const int64_t layer_slots = 2 + 7 * kProjSlots;
     for (int32_t l = 0; l < n_layers; l++) {
-      const lt_tensor* w = weights + 3 + 16 * l;
-      at::Tensor h = rms_norm(x, req(w[0], "input_layernorm"), eps);
-      at::Tensor q = project(h, req(w[2], "q_proj"), opt(w[3])).view({batch, seq, nh, hd}).transpose(1, 2);
-      at::Tensor k = project(h, req(w[4], "k_proj"), opt(w[5])).view({batch, seq, nkv, hd}).transpose(1, 2);
-      at::Tensor v = project(h, req(w[6], "v_proj"), opt(w[7])).view({batch, seq, nkv, hd}).transpose(1, 2);
+      const uint64_t* w = weights + 2 * kProjSlots + 1 + layer_slots * l;
+      const auto proj = [&](int i, const char* what) { return read_proj(w + 2 + kProjSlots * i, what); };
+      at::Tensor h = rms_norm(x, req(handle(w[0]), "input_layernorm"), eps);
+      at::Tensor q = apply(h, proj(0, "q_proj")).view({batch, seq, nh, hd}).transpose(1, 2);
+      at::Tensor k = apply(h, proj(1, "k_proj")).view({batch, seq, nkv, hd}).transpose(1, 2);
+      at::Tensor v = apply(h, proj(2, "v_proj")).view({batch, seq, nkv, hd}).transpose(1, 2);
       q = rope(q, cos, sin);
       k = rope(k, cos, sin);
       at::Tensor keys = k, values = v;
@@ -98,14 +138,14 @@ lt_tensor lt_llama_forward(const lt_tensor* weights, int32_t n_layers, int32_t n
                             .view({batch, nh, seq, hd})
                             .transpose(1, 2)
                             .reshape({batch, seq, nh * hd});
-      x = x + project(attn, req(w[8], "o_proj"), opt(w[9]));
-      h = rms_norm(x, req(w[1], "post_attention_layernorm"), eps);
-      at::Tensor act = at::silu(project(h, req(w[10], "gate_proj"), opt(w[11]))) *
-                       project(h, req(w[12], "up_proj"), opt(w[13]));
-      x = x + project(act, req(w[14], "down_proj"), opt(w[15]));
+      x = x + apply(attn, proj(3, "o_proj"));
+      h = rms_norm(x, req(handle(w[1]), "post_attention_layernorm"), eps);
+      at::Tensor act = at::silu(apply(h, proj(4, "gate_proj"))) * apply(h, proj(5, "up_proj"));
+      x = x + apply(act, proj(6, "down_proj"));
     }
     if (last_only && seq > 1) x = x.narrow(1, seq - 1, 1);
-    at::Tensor logits = project(rms_norm(x, req(weights[1], "norm"), eps), req(weights[2], "lm_head"), nullptr);
+    at::Tensor normed = rms_norm(x, req(handle(weights[kProjSlots]), "norm"), eps);
+    at::Tensor logits = apply(normed, read_proj(weights + kProjSlots + 1, "lm_head"));
     if (logits.scalar_type() != at::kFloat) logits = logits.to(at::kFloat);
     return new at::Tensor(std::move(logits));
   } catch (const c10::Error& e) {

@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include "qkernels.h"
+#include "quant_ops.h"
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
@@ -504,6 +505,48 @@ std::vector<at::Tensor> handles(void* const* hs, int32_t n) {
 
 }  // namespace
 
+namespace lab {
+
+at::Tensor packed_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
+                         const int64_t* params) {
+  if (small_batch_ok(kind, x, t, params[1])) return small_batch_linear(kind, x, t, params);
+  if (packed_cpu(kind, x, t)) return tiled_linear(kind, x, t, params);
+  at::NoGradGuard guard;  // the frozen weight takes no gradient
+  if (kind == 0 || kind == 4) {
+    // Per-channel scales commute with the product: scale the output instead.
+    return at::linear(x, t.at(0).to(x.scalar_type())) * t.at(1).to(x.scalar_type());
+  }
+  return at::linear(x, dequantize(kind, t, params).to(x.scalar_type()));
+}
+
+at::Tensor packed_rows(int kind, const std::vector<at::Tensor>& t, const int64_t* params,
+                       const at::Tensor& ids) {
+  const int64_t rows = params[0], cols = params[1];
+  auto shape = ids.sizes().vec();
+  shape.push_back(cols);
+  at::Tensor flat = ids.reshape({-1}).to(at::kLong);
+  if (flat.numel() > 0) {
+    const int64_t lo = flat.min().item<int64_t>(), hi = flat.max().item<int64_t>();
+    if (lo < 0 || hi >= rows) {
+      throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) +
+                                  " is outside the embedding table of " + std::to_string(rows) + " rows");
+    }
+  }
+  if (t.empty()) throw std::invalid_argument("no quantized tensors given");
+  if (!t[0].is_cpu() || kind == 4) {
+    at::Tensor dense = dequantize(kind, t, params);
+    return dense.index_select(0, flat.to(dense.device())).view(shape);
+  }
+  std::vector<at::Tensor> keep;
+  const PackedWeight w = packed_view(kind, t, params, keep);
+  at::Tensor ic = flat.contiguous();
+  at::Tensor out = at::empty({ic.numel(), cols}, at::kFloat);
+  gather_rows(w, ic.data_ptr<int64_t>(), ic.numel(), out.data_ptr<float>());
+  return out.view(shape);
+}
+
+}  // namespace lab
+
 #define LQ_CATCH(fail)                                        \
   catch (const c10::Error& e) {                               \
     std::string m = e.what();                                 \
@@ -584,30 +627,7 @@ void* lt_q_dequantize(int32_t kind, void* const* hs, int32_t n, const int64_t* p
 void* lt_q_rows(int32_t kind, void* const* hs, int32_t n, const int64_t* params, void* ids) {
   try {
     at::NoGradGuard guard;
-    auto t = handles(hs, n);
-    const at::Tensor& idt = H(ids);
-    const int64_t rows = params[0], cols = params[1];
-    auto shape = idt.sizes().vec();
-    shape.push_back(cols);
-    at::Tensor flat = idt.reshape({-1}).to(at::kLong);
-    if (flat.numel() > 0) {
-      const int64_t lo = flat.min().item<int64_t>(), hi = flat.max().item<int64_t>();
-      if (lo < 0 || hi >= rows) {
-        throw std::invalid_argument("token id " + std::to_string(lo < 0 ? lo : hi) +
-                                    " is outside the embedding table of " + std::to_string(rows) + " rows");
-      }
-    }
-    if (t.empty()) throw std::invalid_argument("no quantized tensors given");
-    if (!t[0].is_cpu() || kind == 4) {
-      at::Tensor dense = dequantize(kind, t, params);
-      return wrap(dense.index_select(0, flat.to(dense.device())).view(shape));
-    }
-    std::vector<at::Tensor> keep;
-    const lab::PackedWeight w = packed_view(kind, t, params, keep);
-    at::Tensor ic = flat.contiguous();
-    at::Tensor out = at::empty({ic.numel(), cols}, at::kFloat);
-    lab::gather_rows(w, ic.data_ptr<int64_t>(), ic.numel(), out.data_ptr<float>());
-    return wrap(out.view(shape));
+    return wrap(lab::packed_rows(kind, handles(hs, n), params, H(ids)));
   }
   LQ_CATCH(nullptr)
 }
@@ -624,20 +644,7 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
       if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
       return wrap(y);
     }
-    at::Tensor y;
-    if (small_batch_ok(kind, xt, t, params[1])) {
-      y = small_batch_linear(kind, xt, t, params);
-    } else if (packed_cpu(kind, xt, t)) {
-      y = tiled_linear(kind, xt, t, params);
-    } else {
-      at::NoGradGuard guard;  // the frozen weight takes no gradient
-      if (kind == 0 || kind == 4) {
-        // Per-channel scales commute with the product: scale the output instead.
-        y = at::linear(xt, t.at(0).to(xt.scalar_type())) * t.at(1).to(xt.scalar_type());
-      } else {
-        y = at::linear(xt, dequantize(kind, t, params).to(xt.scalar_type()));
-      }
-    }
+    at::Tensor y = lab::packed_linear(kind, xt, t, params);
     if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
     return wrap(y);
   }

@@ -1,35 +1,64 @@
 // The fused C++ forward (ffi/models.cpp): the same computation as LlamaModel's
-// TypeScript composition in one FFI call, used when every projection is dense.
+// TypeScript composition in one FFI call, for dense and packed (quantized, narrowed)
+// projections alike.
 import { check, L } from "../ffi/lib.ts";
 import { handleArray, Tensor } from "../ffi/tensor.ts";
+import { QUANT_KIND } from "../ffi/quant.ts";
 import type { ModelConfig } from "./config.ts";
 import type { KVCache } from "./kv_cache.ts";
-import { Linear } from "./linear.ts";
+import { Linear, type LinearLayer } from "./linear.ts";
+import { QuantizedLinear } from "./quant/quantized_linear.ts";
+import { CastLinear } from "./quant/cast_linear.ts";
 import type { ModelWeights } from "./weights.ts";
-import { isPacked } from "./embedding.ts";
 
 const ptr = (t: Tensor | null): bigint => (t ? BigInt(Deno.UnsafePointer.value(t.handle)) : 0n);
 
+// u64 slots per projection in models.cpp's layout: kind (-1 dense), 4 tensor handles,
+// [out, in, block, block2], bias handle.
+const PROJ_SLOTS = 10;
+const LAYER_SLOTS = 2 + 7 * PROJ_SLOTS;
+
+// Writes one projection's descriptor at `at`; false when models.cpp cannot run it (LoRA).
+function writeProj(out: BigUint64Array, at: number, p: LinearLayer | Tensor): boolean {
+  let kind: number, parts: Tensor[], shape: number[], block = 0, block2 = 0;
+  let bias: Tensor | null = null;
+  if (p instanceof Tensor) {
+    [kind, parts, shape] = [-1, [p], p.shape];
+  } else if (p instanceof Linear) {
+    [kind, parts, shape, bias] = [-1, [p.weight], p.weight.shape, p.bias];
+  } else if (p instanceof QuantizedLinear) {
+    [kind, parts, bias] = [QUANT_KIND[p.scheme.kind], p.parts, p.bias];
+    [shape, block, block2] = [[p.outFeatures, p.inFeatures], p.scheme.block, p.scheme.block2];
+  } else if (p instanceof CastLinear && p.weight.dtype !== "float32") {
+    [kind, parts, shape, bias] = [QUANT_KIND.half, [p.weight], p.weight.shape, p.bias];
+  } else {
+    return false;
+  }
+  out[at] = BigInt.asUintN(64, BigInt(kind));
+  parts.forEach((t, i) => (out[at + 1 + i] = ptr(t)));
+  [shape[0], shape[1], block, block2].forEach((v, i) => (out[at + 5 + i] = BigInt(v)));
+  out[at + 9] = ptr(bias);
+  return true;
+}
+
 /**
- * The weight handles in models.cpp's order, or null when a projection is not
- * a dense Linear (quantized, adapted), which only the TypeScript path runs.
+ * The model's weights in models.cpp's layout, or null when a projection is one only the
+ * TypeScript path runs (a LoRA adapter). Dense and packed projections mix freely.
  */
 export function fusedWeightHandles(w: ModelWeights): BigUint64Array | null {
-  if (!(w.lmHead instanceof Linear) || isPacked(w.embedTokens)) return null;
-  const out = new BigUint64Array(3 + 16 * w.layers.length);
-  out[0] = ptr(w.embedTokens);
-  out[1] = ptr(w.norm);
-  out[2] = ptr(w.lmHead.weight);
-  let i = 3;
+  const out = new BigUint64Array(2 * PROJ_SLOTS + 1 + LAYER_SLOTS * w.layers.length);
+  if (!writeProj(out, 0, w.embedTokens)) return null;
+  out[PROJ_SLOTS] = ptr(w.norm);
+  if (!writeProj(out, PROJ_SLOTS + 1, w.lmHead)) return null;
+  let at = 2 * PROJ_SLOTS + 1;
   for (const l of w.layers) {
+    out[at] = ptr(l.inputNorm);
+    out[at + 1] = ptr(l.postAttentionNorm);
     const projs = [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj];
-    if (!projs.every((p) => p instanceof Linear)) return null;
-    out[i++] = ptr(l.inputNorm);
-    out[i++] = ptr(l.postAttentionNorm);
-    for (const p of projs as Linear[]) {
-      out[i++] = ptr(p.weight);
-      out[i++] = ptr(p.bias);
+    for (const [i, p] of projs.entries()) {
+      if (!writeProj(out, at + 2 + PROJ_SLOTS * i, p)) return null;
     }
+    at += LAYER_SLOTS;
   }
   return out;
 }

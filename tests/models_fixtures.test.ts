@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { torch } from "../mod.ts";
+import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { loadModel, loadSafetensors } from "../models/mod.ts";
 import { assertClose } from "./helpers.ts";
 
@@ -161,18 +162,30 @@ Deno.test({
 for (const arch of ARCHS) {
   Deno.test({
     name:
-      `${arch}: the fused C++ forward equals the TypeScript composition (plain, padded, cached, bf16)`,
+      `${arch}: the fused C++ forward equals the TypeScript composition (plain, padded, cached, bf16, packed)`,
     ignore: !present,
     fn: () =>
       withFixture(arch, (dir, ref) => {
-        for (const dtype of ["float32", "bfloat16"] as const) {
+        const variants = [
+          ["float32", null],
+          ["bfloat16", null],
+          ["float32", "nf4"],
+          [
+            "float32",
+            "int8",
+          ],
+          ["float32", "bf16"],
+          ["bfloat16", "int4-g32"],
+        ] as const;
+        for (const [dtype, scheme] of variants) {
           using model = loadModel(dir, { dtype });
+          if (scheme) quantizeModel(model, { scheme });
           const tol = dtype === "float32" ? 1e-5 : 0.05;
           const both = (run: (fused: boolean) => torch.Tensor, what: string) => {
             using a = run(true);
             using b = run(false);
             assert.deepEqual(a.shape, b.shape);
-            assertClose(a.values(), b.values(), tol, `${dtype} ${what}`);
+            assertClose(a.values(), b.values(), tol, `${dtype} ${scheme} ${what}`);
           };
           const ids = ref.get("input_ids")!;
           both((fused) => model.forward(ids, { fused }), "logits");
