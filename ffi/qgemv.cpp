@@ -170,28 +170,63 @@ LAB_AVX512 inline __m512 lut512(const BlockCursor& c) {
   return _mm512_mul_ps(_mm512_loadu_ps(c.w.table), _mm512_set1_ps(c.absmax()));
 }
 
-// 4-bit rows; `xs` holds the M input rows de-interleaved per 32.
+// The scale (and, for int4, the zero point) of blocks [b0, b0 + n) as floats: converted 16 at a
+// time up front, so the inner loop only broadcasts them.
+LAB_AVX512 void block_scales_avx512(const PackedWeight& w, int64_t b0, int64_t n, float* scale,
+                                    float* zero) {
+  int64_t k = 0;
+  if (w.kind == 3) {
+    for (; k + 16 <= n; k += 16) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.gscale + b0 + k));
+      _mm512_storeu_ps(scale + k, _mm512_cvtph_ps(h));
+      const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zero + b0 + k));
+      _mm512_storeu_ps(zero + k, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(z)));
+    }
+    for (; k < n; k++) {
+      scale[k] = _cvtsh_ss(w.gscale[b0 + k]);
+      zero[k] = w.zero[b0 + k];
+    }
+    return;
+  }
+  for (; k < n; k++) {
+    const int64_t b = b0 + k;
+    scale[k] = w.block2 ? w.qabsmax[b] * w.scale2[b / w.block2] + w.offset : w.absmax[b];
+  }
+}
+
+// 4-bit rows; `xs` holds the M input rows de-interleaved per 32. Each row is walked block by
+// block (the first may start mid-block when blocks straddle rows), one table per block.
 template <int M>
 LAB_AVX512 void rows4_avx512(const PackedWeight& w, const float* xs, float* y, int64_t o0,
                              int64_t o1) {
-  const int64_t cols = w.cols;
+  const int64_t cols = w.cols, block = w.block;
+  const bool int4 = w.kind == 3;
+  const __m512 codes = int4 ? _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+                            : _mm512_loadu_ps(w.table);
+  std::vector<float> scale(cols / 32 + 2), zero(cols / 32 + 2);
   for (int64_t o = o0; o < o1; o++) {
     __m512 acc[M][2];
     for (int r = 0; r < M; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     const uint8_t* row = w.packed + o * cols / 2;
-    const int64_t base = o * cols;
-    BlockCursor cur(w, base);
-    __m512 lut = lut512(cur);
-    for (int64_t s = 0; s < cols; s += 32) {
-      _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetch, _MM_HINT_T0);
-      const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s / 2)));
-      const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
-      const __m512 lo = _mm512_permutexvar_ps(v, lut);  // uses the low 4 bits of each index
-      for (int r = 0; r < M; r++) {
-        acc[r][0] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xs + r * cols + s), acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xs + r * cols + s + 16), acc[r][1]);
+    const int64_t base = o * cols, b0 = base / block;
+    const int64_t nblocks = (base + cols - 1) / block - b0 + 1;
+    block_scales_avx512(w, b0, nblocks, scale.data(), zero.data());
+    int64_t s = 0;
+    for (int64_t k = 0; k < nblocks; k++) {
+      const int64_t end = std::min(cols, (b0 + k + 1) * block - base);
+      const __m512 lut = int4 ? _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(zero[k])),
+                                              _mm512_set1_ps(scale[k]))
+                              : _mm512_mul_ps(codes, _mm512_set1_ps(scale[k]));
+      for (; s < end; s += 32) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetch, _MM_HINT_T0);
+        const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s / 2)));
+        const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
+        const __m512 lo = _mm512_permutexvar_ps(v, lut);  // uses the low 4 bits of each index
+        for (int r = 0; r < M; r++) {
+          acc[r][0] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xs + r * cols + s), acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xs + r * cols + s + 16), acc[r][1]);
+        }
       }
-      if (cur.advance(32) && s + 32 < cols) lut = lut512(cur);
     }
     for (int r = 0; r < M; r++) {
       y[r * w.rows + o] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
