@@ -7,9 +7,9 @@ import { createTinyModel } from "../models/tiny.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { saveQuantizedModel } from "../models/quant/checkpoint.ts";
 import { supportedSchemes } from "../models/quant/schemes.ts";
+import { readBandwidth } from "../ffi/membw.ts";
 
 const TARGETS: Record<string, number> = { int8: 1.01, nf4: 0.52, "int4-g128": 0.54 };
-const MEM_BW = 13.0e9; // bytes/s, measured on the project's machines (ENVIRONMENT.md)
 
 interface Worker {
   rssBefore: number;
@@ -51,6 +51,9 @@ export async function main(args: string[]): Promise<void> {
         supportedSchemes().includes(s)
       );
     const rows: Record<string, unknown>[] = [];
+    // The roofline of batch-1 decode, measured in this run (see docs/benchmarks.md).
+    const memBw = readBandwidth().bytesPerS;
+    console.log(`memory read bandwidth: ${(memBw / 1e9).toFixed(1)} GB/s`);
     let fp32Tps = NaN, fp32Rss = NaN;
     for (const scheme of schemes) {
       using model = loadModel(dir);
@@ -74,7 +77,7 @@ export async function main(args: string[]): Promise<void> {
         "RSS vs fp32": (rss / fp32Rss).toFixed(2),
         "decode t/s": w.decodeTps.toFixed(1),
         "vs fp32": (w.decodeTps / fp32Tps).toFixed(2),
-        "of mem-bw limit": (w.decodeTps / (MEM_BW / w.weightBytes)).toFixed(2),
+        "of mem-bw limit": (w.decodeTps / (memBw / w.weightBytes)).toFixed(2),
         "quantize s": r.seconds.toFixed(2),
       });
       console.log(`${scheme} done`);
