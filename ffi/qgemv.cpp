@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -60,7 +61,8 @@ Isa from_env(Isa best) {
   return std::min(want, best);
 }
 
-Isa g_isa = from_env(cpu_best());
+// Read inside parallel regions, written only by set_isa (tests): relaxed atomics suffice.
+std::atomic<Isa> g_isa{from_env(cpu_best())};
 
 float half_bits_to_float(uint16_t h) { return static_cast<float>(c10::Half(h, c10::Half::from_bits())); }
 float bf16_bits_to_float(uint16_t h) {
@@ -457,8 +459,9 @@ std::vector<float> deinterleave(const float* x, int64_t m, int64_t cols, int64_t
 
 // Row o of the dense weight (int8 rows times their scale).
 void dequant_scaled_row(const PackedWeight& w, int64_t o, float* dst) {
-  if (gemv_supported(w) && g_isa == Isa::Avx512) return dense_row_avx512(w, o, dst);
-  if (gemv_supported(w) && g_isa == Isa::Avx2) return dense_row_avx2(w, o, dst);
+  const Isa isa = gemv_supported(w) ? active_isa() : Isa::Scalar;
+  if (isa == Isa::Avx512) return dense_row_avx512(w, o, dst);
+  if (isa == Isa::Avx2) return dense_row_avx2(w, o, dst);
   dequant_row(w, o, dst);
   if (w.kind == 0) {
     const float s = w.rowscale[o];
@@ -488,12 +491,12 @@ template <int M> struct R8x2 { static constexpr RowsFn f = rows8_16_avx2<M>; };
 
 }  // namespace
 
-Isa active_isa() { return g_isa; }
+Isa active_isa() { return g_isa.load(std::memory_order_relaxed); }
 
 Isa set_isa(int wanted) {
   const Isa best = cpu_best();
-  g_isa = std::min(static_cast<Isa>(std::max(0, std::min(2, wanted))), best);
-  return g_isa;
+  g_isa.store(std::min(static_cast<Isa>(std::max(0, std::min(2, wanted))), best));
+  return active_isa();
 }
 
 bool gemv_supported(const PackedWeight& w) {
@@ -504,7 +507,7 @@ bool gemv_supported(const PackedWeight& w) {
 
 void gemv(const PackedWeight& w, const float* x, int64_t m, float* y) {
   if (m < 1 || m > 8) throw std::invalid_argument("gemv takes 1 to 8 input rows");
-  const Isa isa = gemv_supported(w) ? g_isa : Isa::Scalar;
+  const Isa isa = gemv_supported(w) ? g_isa.load(std::memory_order_relaxed) : Isa::Scalar;
   const bool four_bit = w.kind == 1 || w.kind == 2 || w.kind == 3;
   std::vector<float> xs;
   const float* xin = x;

@@ -71,6 +71,10 @@ struct Nearest {
     for (int i = 0; i < 16; i++) v.push_back({table[i], static_cast<uint8_t>(i)});
     std::stable_sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.first < b.first; });
     for (int i = 0; i < 16; i++) index[i] = v[i].second;
+    // Equal values (fp4's +0 and -0) keep the first code, so zero always packs as code 0.
+    for (int i = 1; i < 16; i++) {
+      if (v[i].first == v[i - 1].first) index[i] = index[i - 1];
+    }
     for (int i = 0; i < 15; i++) mid[i] = 0.5f * (v[i].first + v[i + 1].first);
   }
   uint8_t operator()(float x) const {
@@ -294,6 +298,7 @@ at::Tensor dequantize_ops(int kind, const std::vector<at::Tensor>& t, const int6
     auto sc = t[1].to(at::kFloat).unsqueeze(2);
     return ((q - z) * sc).view({rows, cols});
   }
+  if (kind == 5) return t.at(0).to(at::kFloat);
   return t.at(0).to(at::kFloat) * t.at(1).to(at::kFloat).unsqueeze(1);
 }
 
@@ -304,7 +309,7 @@ void check_sizes(int kind, const std::vector<at::Tensor>& t, int64_t rows, int64
   if (t.at(0).scalar_type() != at::kByte) throw std::invalid_argument("packed weights must be uint8");
   if (t[0].numel() * 2 < n) throw std::invalid_argument("packed weights are too short");
   if (kind == 3) {
-    if (t.size() != 3 || p[2] <= 0 || cols % p[2]) {
+    if (t.size() != 3 || p[2] <= 0 || p[2] % 2 || cols % p[2]) {
       throw std::invalid_argument("int4: in_features not a multiple of the group size");
     }
     expect(t[1], at::kHalf, "int4 scales");
@@ -384,14 +389,30 @@ lab::PackedWeight packed_view(int kind, const std::vector<at::Tensor>& t, const 
 constexpr int64_t kSmallBatch = 8;
 
 bool packed_cpu(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t) {
-  if (kind == 4 || !x.is_cpu() || t.empty() || !t[0].is_cpu()) return false;
+  if (kind == 4 || !x.is_cpu() || t.empty()) return false;
+  for (const auto& part : t) {
+    if (!part.is_cpu()) return false;
+  }
   auto st = x.scalar_type();
   return st == at::kFloat || st == at::kBFloat16 || st == at::kHalf;
 }
 
 bool small_batch_ok(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
                     int64_t cols) {
-  return packed_cpu(kind, x, t) && x.numel() / cols <= kSmallBatch;
+  const int64_t m = x.numel() / cols;
+  return packed_cpu(kind, x, t) && m >= 1 && m <= kSmallBatch;
+}
+
+// Throws unless `x` ([..., cols]) and the weight's declared shape can be multiplied.
+void check_input(const at::Tensor& x, const int64_t* p) {
+  if (p[0] < 0 || p[1] <= 0) {
+    throw std::invalid_argument("a quantized weight needs a shape [out, in] with in > 0, got [" +
+                                std::to_string(p[0]) + ", " + std::to_string(p[1]) + "]");
+  }
+  if (x.dim() < 1 || x.size(-1) != p[1]) {
+    throw std::invalid_argument("input of shape " + c10::str(x.sizes()) +
+                                " does not end in the layer's in_features " + std::to_string(p[1]));
+  }
 }
 
 at::Tensor small_batch_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
@@ -509,6 +530,12 @@ namespace lab {
 
 at::Tensor packed_linear(int kind, const at::Tensor& x, const std::vector<at::Tensor>& t,
                          const int64_t* params) {
+  check_input(x, params);
+  if (x.numel() == 0) {
+    auto shape = x.sizes().vec();
+    shape.back() = params[0];
+    return at::zeros(shape, x.options());
+  }
   if (small_batch_ok(kind, x, t, params[1])) return small_batch_linear(kind, x, t, params);
   if (packed_cpu(kind, x, t)) return tiled_linear(kind, x, t, params);
   at::NoGradGuard guard;  // the frozen weight takes no gradient
@@ -516,7 +543,39 @@ at::Tensor packed_linear(int kind, const at::Tensor& x, const std::vector<at::Te
     // Per-channel scales commute with the product: scale the output instead.
     return at::linear(x, t.at(0).to(x.scalar_type())) * t.at(1).to(x.scalar_type());
   }
+  if (kind == 5) return at::linear(x, t.at(0).to(x.scalar_type()));
   return at::linear(x, dequantize(kind, t, params).to(x.scalar_type()));
+}
+
+// Rows `ids` of a weight held off the CPU: selects the stored rows first, so a lookup moves
+// only what it reads (4-bit rows whose blocks straddle rows dequantize the whole table).
+at::Tensor device_rows(int kind, const std::vector<at::Tensor>& t, const int64_t* p,
+                       const at::Tensor& ids) {
+  const int64_t rows = p[0], cols = p[1];
+  const at::Tensor dev_ids = ids.to(t[0].device());
+  if (kind == 0 || kind == 4) {
+    at::Tensor q = t[0].view({rows, cols}).index_select(0, dev_ids).to(at::kFloat);
+    return q * t.at(1).to(at::kFloat).index_select(0, dev_ids).unsqueeze(1);
+  }
+  if (kind == 5) return t[0].view({rows, cols}).index_select(0, dev_ids).to(at::kFloat);
+  const int64_t n = dev_ids.numel();
+  if (kind == 3 || cols % p[2] == 0) {
+    // Whole blocks per row: gather packed bytes and per-block values, dequantize n rows.
+    const int64_t per_row = cols / p[2];
+    std::vector<at::Tensor> per_block(t.begin() + 1, t.end());
+    if (t.size() == 4) {  // double-quantized absmax: decode it (small) before selecting rows
+      const int64_t nb = t[1].numel();
+      per_block = {t[1].to(at::kFloat) * t[2].to(at::kFloat).repeat_interleave(p[3]).narrow(0, 0, nb) +
+                   t[3].to(at::kFloat)};
+    }
+    std::vector<at::Tensor> sub{t[0].view({rows, cols / 2}).index_select(0, dev_ids).reshape({-1})};
+    for (const auto& b : per_block) {
+      sub.push_back(b.view({rows, per_row}).index_select(0, dev_ids).reshape({-1}));
+    }
+    const int64_t sp[4] = {n, cols, p[2], p[3]};
+    return dequantize_ops(kind, sub, sp);
+  }
+  return dequantize(kind, t, p).index_select(0, dev_ids);
 }
 
 at::Tensor packed_rows(int kind, const std::vector<at::Tensor>& t, const int64_t* params,
@@ -533,10 +592,9 @@ at::Tensor packed_rows(int kind, const std::vector<at::Tensor>& t, const int64_t
     }
   }
   if (t.empty()) throw std::invalid_argument("no quantized tensors given");
-  if (!t[0].is_cpu() || kind == 4) {
-    at::Tensor dense = dequantize(kind, t, params);
-    return dense.index_select(0, flat.to(dense.device())).view(shape);
-  }
+  if (rows < 0 || cols <= 0) throw std::invalid_argument("an embedding table needs in_features > 0");
+  if (!t[0].is_cpu() || kind == 4) return device_rows(kind, t, params, flat).view(shape);
+  flat = flat.to(at::kCPU);
   std::vector<at::Tensor> keep;
   const PackedWeight w = packed_view(kind, t, params, keep);
   at::Tensor ic = flat.contiguous();
@@ -638,6 +696,7 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
   try {
     const at::Tensor& xt = H(x);
     std::vector<at::Tensor> t = handles(hs, n);
+    check_input(xt, params);
     if (at::GradMode::is_enabled() && xt.requires_grad()) {
       std::vector<int64_t> p(params, params + 4);
       at::Tensor y = FrozenQuantLinear::apply(xt, static_cast<int64_t>(kind), t, p);

@@ -54,7 +54,11 @@ export const quantize = defineStage({
       strict: p.strict,
     });
     // Always said and recorded, so "int4-g128" is never silently partly int8.
-    const assigned = moduleSchemes(report.modules.map((m) => m.module), { scheme: p.scheme, keep });
+    const assigned = moduleSchemes(
+      report.modules.map((m) => m.module),
+      { scheme: p.scheme, keep },
+      model.config.tieWordEmbeddings,
+    );
     const fallbacks = report.modules.filter((m) => m.scheme !== assigned.get(m.module)!.name);
     ctx.metric("fallback_modules", fallbacks.length);
     if (fallbacks.length) {

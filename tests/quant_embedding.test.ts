@@ -4,12 +4,13 @@ import assert from "node:assert/strict";
 import { torch } from "../mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { createTinyModel } from "../models/tiny.ts";
-import { quantizeModel } from "../models/quant/quantize_model.ts";
+import { moduleSchemes, quantizeModel } from "../models/quant/quantize_model.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import { CastLinear } from "../models/quant/cast_linear.ts";
 import { loadQuantizedModel, saveQuantizedModel } from "../models/quant/checkpoint.ts";
 import { isPacked } from "../models/embedding.ts";
 import { parseScheme } from "../models/quant/schemes.ts";
+import { assertClose } from "./helpers.ts";
 
 const IDS = [[5, 17, 99, 3, 200, 45, 12, 8]];
 
@@ -52,10 +53,13 @@ Deno.test("a lookup equals the dequantized rows, for every packed table kind; ba
     const ids = torch.tensor(new BigInt64Array([0n, 7n, 299n, 7n, 150n, 1n]), { shape: [2, 3] });
     for (const scheme of ["int8", "nf4", "fp4-nodq", "int4-g32"] as const) {
       const q = QuantizedLinear.fromWeight(w, null, parseScheme(scheme) as never);
-      const want = q.dequantize().indexSelect(0, ids.reshape([6])).reshape([2, 3, 64]);
+      // The reference dequantizes through the composed tensor-op path, which shares no code
+      // with the native row decoders.
+      const want = q.dequantize("float32", true).indexSelect(0, ids.reshape([6]))
+        .reshape([2, 3, 64]);
       const got = q.rows(ids);
       assert.deepEqual(got.shape, [2, 3, 64]);
-      assert.deepEqual(Array.from(got.values()), Array.from(want.values()), scheme);
+      assertClose(got.values(), want.values(), 1e-6, scheme);
       const bad = torch.tensor(new BigInt64Array([3n, 300n]), { shape: [1, 2] });
       assert.throws(() => q.rows(bad), /token id 300 is outside the embedding table of 300 rows/);
       q.dispose();
@@ -101,4 +105,23 @@ Deno.test("a quantized table reloads bit for bit, tied and untied; keep override
       Deno.removeSync(dir.replace(/\/m$/, ""), { recursive: true }); // holds `out` too
     }
   }
+});
+
+Deno.test("the scheme a module is expected to take: head and table int8 under 4-bit, a tied table follows lm_head's keep", () => {
+  const names = ["model.layers.0.mlp.up_proj", "lm_head", "model.embed_tokens"];
+  const got = (opts: { scheme: string; keep?: Record<string, string> }, tied: boolean) =>
+    [...moduleSchemes(names, opts, tied).values()].map((s) => s.name);
+  assert.deepEqual(got({ scheme: "nf4" }, false), ["nf4", "int8", "int8"]);
+  assert.deepEqual(got({ scheme: "int4-g32" }, true), ["int4-g32", "int8", "int8"]);
+  assert.deepEqual(got({ scheme: "bf16" }, true), ["bf16", "bf16", "bf16"]);
+  assert.deepEqual(got({ scheme: "nf4", keep: { lm_head: "bf16" } }, true), [
+    "nf4",
+    "bf16",
+    "bf16",
+  ]);
+  assert.deepEqual(got({ scheme: "nf4", keep: { lm_head: "bf16" } }, false), [
+    "nf4",
+    "bf16",
+    "int8",
+  ]);
 });

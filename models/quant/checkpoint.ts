@@ -14,6 +14,7 @@ import { CastLinear } from "./cast_linear.ts";
 import { LAYER_PROJECTIONS, linearModules } from "../modules.ts";
 import { partNames, QuantizedLinear } from "./quantized_linear.ts";
 import { parseScheme } from "./schemes.ts";
+import { EMBED_MODULE } from "./quantize_model.ts";
 
 /** File naming a quantized folder's per-module formats. */
 export const QUANT_MANIFEST = "quantization.json";
@@ -55,9 +56,6 @@ function moduleTensors(name: string, layer: LinearLayer): [string, Tensor][] {
   }
   throw new CheckpointError(`cannot save module '${name}' of type ${layer.constructor.name}`);
 }
-
-// The embedding table's name when it is stored packed (as a module: qweight, scales, …).
-const EMBED_MODULE = "model.embed_tokens";
 
 function packedTable(layer: LinearLayer): EmbeddingTable {
   if (layer instanceof QuantizedLinear || layer instanceof CastLinear) return layer;

@@ -62,9 +62,18 @@ export function headScheme(base: Scheme): Scheme {
  * The scheme of each module: the base scheme (headScheme's for lm_head and the embeddings)
  * unless a `keep` glob says otherwise; the last matching glob wins.
  */
-export function moduleSchemes(names: string[], opts: QuantizeOptions): Map<string, Scheme> {
+export function moduleSchemes(
+  names: string[],
+  opts: QuantizeOptions,
+  tiedEmbeddings = false,
+): Map<string, Scheme> {
   const out = new Map<string, Scheme>();
-  for (const n of names) out.set(n, resolveScheme(n, opts).scheme);
+  for (const n of names) {
+    out.set(
+      n,
+      n === EMBED_MODULE ? embeddingScheme(tiedEmbeddings, opts) : resolveScheme(n, opts).scheme,
+    );
+  }
   return out;
 }
 
@@ -79,9 +88,9 @@ function resolveScheme(name: string, opts: QuantizeOptions): { scheme: Scheme; e
 }
 
 /** The embedding table's scheme; a tied one is also lm_head, whose `keep` glob then wins. */
-export function embeddingScheme(model: LlamaModel, opts: QuantizeOptions): Scheme {
+export function embeddingScheme(tied: boolean, opts: QuantizeOptions): Scheme {
   const head = resolveScheme("lm_head", opts);
-  if (model.config.tieWordEmbeddings && head.explicit) return head.scheme;
+  if (tied && head.explicit) return head.scheme;
   return resolveScheme(EMBED_MODULE, opts).scheme;
 }
 
@@ -202,7 +211,15 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
         "quantize the unquantized model instead",
     );
   }
-  const tableScheme = fitScheme(embeddingScheme(model, opts), table.shape[1], opts.strict);
+  const tied = model.config.tieWordEmbeddings;
+  const tableScheme = fitScheme(embeddingScheme(tied, opts), table.shape[1], opts.strict);
+  if (tableScheme.kind === "int4" && table.shape[1] % tableScheme.block !== 0) {
+    throw new Error(
+      `quantize: the embedding table [${table.shape}] cannot use scheme '${tableScheme.name}': ` +
+        `its width ${table.shape[1]} is not a multiple of the group size ${tableScheme.block}. ` +
+        `Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
+    );
+  }
   const modules: ModuleQuantization[] = [];
   for (const { slot, current, scheme } of plan) {
     let next: LinearLayer;
@@ -220,7 +237,16 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
     slot.set(next);
     modules.push(moduleRow(slot.name, scheme, next, relError));
   }
-  modules.push(quantizeEmbedding(model, table, tableScheme, opts.simulate));
+  try {
+    modules.push(quantizeEmbedding(model, table, tableScheme, opts.simulate));
+  } catch (e) {
+    throw new Error(
+      `quantize: the embedding table [${table.shape}] cannot use scheme '${tableScheme.name}': ` +
+        `${
+          (e as Error).message
+        }. Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
+    );
+  }
   return {
     scheme: parseScheme(opts.scheme).name,
     simulate: !!opts.simulate,
