@@ -1,5 +1,6 @@
 // The models folder's public surface: loading HF checkpoints, running and generating.
-export { loadModel, type LoadModelOptions } from "./load.ts";
+export { loadIntoScheme, loadModel, type LoadModelOptions, type SchemeLoad } from "./load.ts";
+export { type QuantizeSpec } from "./quant/stream_quantizer.ts";
 export { type ForwardOptions, type ForwardOutput, LlamaModel, type TokenIds } from "./llama.ts";
 export { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
 export { type SamplingOptions, samplingProbabilities, seededRandom } from "./sampling.ts";
@@ -38,3 +39,15 @@ export {
   type TinyPreset,
 } from "./tiny.ts";
 export { byteLevelTokenizerJson } from "./byte_tokenizer.ts";
+export {
+  createSyntheticModel,
+  readSyntheticInfo,
+  SYNTHETIC_SHAPE_NAMES,
+  SYNTHETIC_SHAPES,
+  type SyntheticModelInfo,
+  type SyntheticModelOptions,
+  type SyntheticModelSummary,
+  type SyntheticShape,
+  type SyntheticShapeName,
+} from "./synthetic.ts";
+export { ResourceError } from "./host_resources.ts";

@@ -3,6 +3,7 @@
 // second copy of the weights.
 import { type DType, fromBytes, ITEM_SIZE, type Tensor, zeros } from "../ffi/mod.ts";
 import { basename } from "node:path";
+import { type PageCacheDropper, pageCacheDropper } from "./host_resources.ts";
 
 /** An error in a safetensors file or checkpoint, naming the file and what is wrong. */
 export class CheckpointError extends Error {
@@ -31,7 +32,8 @@ const ST_DTYPES: Record<string, { dtype: DType | null; size: number }> = {
   U64: { dtype: null, size: 8 },
 };
 
-const DTYPE_TO_ST: Partial<Record<DType, string>> = {
+/** The safetensors dtype code of each binding dtype that has one. */
+export const DTYPE_TO_ST: Partial<Record<DType, string>> = {
   float64: "F64",
   float32: "F32",
   float16: "F16",
@@ -173,12 +175,22 @@ export interface LoadTensorOptions {
 // Large tensors stream through a scratch buffer of at most this many bytes.
 const CHUNK_BYTES = 32 << 20;
 
+/** How to open safetensors files. */
+export interface OpenOptions {
+  /**
+   * Drop each tensor's pages from the OS page cache once read (posix_fadvise DONTNEED), for
+   * checkpoints read once that are too big to keep cached. No effect where unsupported.
+   */
+  dropPageCache?: boolean;
+}
+
 /** An open safetensors file: header parsed, tensors read on demand. */
 export class SafetensorsFile {
   readonly path: string;
   readonly header: SafetensorsHeader;
   #file: Deno.FsFile | null;
   #scratch: Uint8Array | null = null;
+  #dropper: PageCacheDropper | null = null;
 
   private constructor(path: string, file: Deno.FsFile, header: SafetensorsHeader) {
     this.path = path;
@@ -187,7 +199,7 @@ export class SafetensorsFile {
   }
 
   /** Opens and validates `path`. */
-  static open(path: string): SafetensorsFile {
+  static open(path: string, opts: OpenOptions = {}): SafetensorsFile {
     let file: Deno.FsFile;
     try {
       file = Deno.openSync(path, { read: true });
@@ -206,7 +218,9 @@ export class SafetensorsFile {
           readFully(file, bytes, 0);
         }
       }
-      return new SafetensorsFile(path, file, parseHeader(bytes, size, path));
+      const f = new SafetensorsFile(path, file, parseHeader(bytes, size, path));
+      if (opts.dropPageCache) f.#dropper = pageCacheDropper(path);
+      return f;
     } catch (e) {
       file.close();
       throw e;
@@ -244,6 +258,7 @@ export class SafetensorsFile {
   #readAt(buf: Uint8Array, fileOffset: number): void {
     if (!this.#file) throw new CheckpointError(`${this.path}: read after close()`);
     readFully(this.#file, buf, fileOffset);
+    this.#dropper?.drop(fileOffset, buf.byteLength);
   }
 
   #scratchOf(n: number): Uint8Array {
@@ -294,6 +309,8 @@ export class SafetensorsFile {
     this.#file?.close();
     this.#file = null;
     this.#scratch = null;
+    this.#dropper?.close();
+    this.#dropper = null;
   }
 
   [Symbol.dispose](): void {
@@ -411,7 +428,7 @@ export class ShardedCheckpoint {
    * shards listed by `model.safetensors.index.json`. Pickled `.bin` weights
    * are refused.
    */
-  static open(dir: string): ShardedCheckpoint {
+  static open(dir: string, opts: OpenOptions = {}): ShardedCheckpoint {
     const join = (f: string) => `${dir.replace(/\/+$/, "")}/${f}`;
     const exists = (f: string) => {
       try {
@@ -430,7 +447,7 @@ export class ShardedCheckpoint {
     const where = new Map<string, SafetensorsFile>();
     const openAll = (list: string[]) => {
       try {
-        for (const f of list) files.push(SafetensorsFile.open(join(f)));
+        for (const f of list) files.push(SafetensorsFile.open(join(f), opts));
       } catch (e) {
         for (const f of files) f.close();
         throw e;

@@ -129,7 +129,8 @@ export function tinyConfig(arch: TinyArch, preset: TinyPreset): Record<string, u
   }
 }
 
-function isEmptyOrAbsent(dir: string): boolean {
+/** True when `dir` does not exist or holds nothing. */
+export function isEmptyOrAbsent(dir: string): boolean {
   try {
     for (const _ of Deno.readDirSync(dir)) return false;
     return true;
@@ -137,6 +138,28 @@ function isEmptyOrAbsent(dir: string): boolean {
     if (e instanceof Deno.errors.NotFound) return true;
     throw e;
   }
+}
+
+/**
+ * Writes config.json and the byte-level tokenizer files (tokenizer.json, tokenizer_config.json,
+ * generation_config.json, special_tokens_map.json) of a generated model into `dir`.
+ */
+export function writeModelSideFiles(
+  dir: string,
+  config: Record<string, unknown>,
+  maxPositions: number,
+): void {
+  const write = (f: string, v: unknown) =>
+    Deno.writeTextFileSync(`${dir}/${f}`, JSON.stringify(v, null, 2) + "\n");
+  write("config.json", config);
+  write("generation_config.json", {
+    bos_token_id: BYTE_SPECIALS.bos,
+    eos_token_id: BYTE_SPECIALS.eos,
+    pad_token_id: BYTE_SPECIALS.pad,
+  });
+  write("tokenizer.json", byteLevelTokenizerJson());
+  write("tokenizer_config.json", byteLevelTokenizerConfig(maxPositions));
+  write("special_tokens_map.json", { bos_token: "<s>", eos_token: "</s>", pad_token: "<pad>" });
 }
 
 /** Writes a complete tiny HF checkpoint folder and returns what it wrote. */
@@ -173,17 +196,7 @@ export function createTinyModel(opts: TinyModelOptions): TinyModelInfo {
   } finally {
     for (const t of tensors.values()) t.dispose();
   }
-  const write = (f: string, v: unknown) =>
-    Deno.writeTextFileSync(`${dir}/${f}`, JSON.stringify(v, null, 2) + "\n");
-  write("config.json", raw);
-  write("generation_config.json", {
-    bos_token_id: BYTE_SPECIALS.bos,
-    eos_token_id: BYTE_SPECIALS.eos,
-    pad_token_id: BYTE_SPECIALS.pad,
-  });
-  write("tokenizer.json", byteLevelTokenizerJson());
-  write("tokenizer_config.json", byteLevelTokenizerConfig(config.maxPositionEmbeddings));
-  write("special_tokens_map.json", { bos_token: "<s>", eos_token: "</s>", pad_token: "<pad>" });
+  writeModelSideFiles(dir, raw, config.maxPositionEmbeddings);
   return {
     dir,
     config: raw,

@@ -4,7 +4,7 @@ import { type DType, type Tensor } from "../ffi/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import { CheckpointError, type ShardedCheckpoint } from "./safetensors.ts";
-import type { EmbeddingTable } from "./embedding.ts";
+import { type EmbeddingTable, isPacked } from "./embedding.ts";
 
 /** One decoder layer's parameters. */
 export interface LayerWeights {
@@ -92,50 +92,124 @@ export function validateCheckpoint(ckpt: ShardedCheckpoint, c: ModelConfig): voi
   }
 }
 
-/** Loads every parameter into `dtype` on `device`, one tensor at a time. */
+/**
+ * Builds the layer of one linear module from its dense weight and bias, taking ownership of
+ * both (it keeps them or frees them). `name` is the Hugging Face module name, e.g.
+ * "model.layers.0.self_attn.q_proj" or "lm_head" (Phi-3's fused projections arrive split).
+ */
+export type LinearFactory = (name: string, weight: Tensor, bias: Tensor | null) => LinearLayer;
+
+const denseLinear: LinearFactory = (_name, weight, bias) => new Linear(weight, bias);
+
+/** Options of loadWeights. */
+export interface LoadWeightsOptions {
+  dtype: DType;
+  device: string;
+  /**
+   * Called for each linear module as soon as its tensors are read (default: a dense Linear),
+   * so a caller can pack it and free the dense weight before the next one is read. A tied
+   * lm_head shares the embedding matrix and is not passed through it.
+   */
+  linear?: LinearFactory;
+  /**
+   * Called with the embedding table as soon as it is read (default: kept dense), taking
+   * ownership of it; a packed table it returns is also a tied model's lm_head.
+   */
+  embedding?: (weight: Tensor) => EmbeddingTable;
+}
+
+/**
+ * Loads every parameter into `dtype` on `device`, one tensor at a time. An untied lm_head
+ * is read first: it is the largest matrix, and packing it while little else is held keeps
+ * the peak of a quantizing load low.
+ */
 export function loadWeights(
   ckpt: ShardedCheckpoint,
   c: ModelConfig,
-  opts: { dtype: DType; device: string },
+  opts: LoadWeightsOptions,
 ): ModelWeights {
   validateCheckpoint(ckpt, c);
+  const make = opts.linear ?? denseLinear;
+  const load = { dtype: opts.dtype, device: opts.device };
   const owned: { dispose(): void }[] = [];
   const get = (name: string): Tensor => {
-    const t = ckpt.load(name, opts);
+    const t = ckpt.load(name, load);
     owned.push(t);
     return t;
   };
-  const lin = (prefix: string, bias: boolean) =>
-    new Linear(get(`${prefix}.weight`), bias ? get(`${prefix}.bias`) : null);
-  // Splits rows of a fused projection into contiguous pieces.
-  const split = (name: string, sizes: number[]): Linear[] => {
-    using fused = ckpt.load(name, opts);
-    const out: Linear[] = [];
-    let at = 0;
-    for (const n of sizes) {
-      using view = fused.narrow(0, at, n);
-      const w = view.contiguous();
-      owned.push(w);
-      out.push(new Linear(w));
-      at += n;
+  // The factory owns what it is given, also when it throws.
+  const build = (name: string, weight: Tensor, bias: Tensor | null): LinearLayer => {
+    let layer: LinearLayer;
+    try {
+      layer = make(name, weight, bias);
+    } catch (e) {
+      weight.dispose();
+      bias?.dispose();
+      throw e;
     }
+    owned.push(layer);
+    return layer;
+  };
+  const table = (weight: Tensor): EmbeddingTable => {
+    if (!opts.embedding) {
+      owned.push(weight);
+      return weight;
+    }
+    let t: EmbeddingTable;
+    try {
+      t = opts.embedding(weight);
+    } catch (e) {
+      weight.dispose();
+      throw e;
+    }
+    owned.push(t);
+    return t;
+  };
+  const lin = (prefix: string, bias: boolean): LinearLayer => {
+    const w = ckpt.load(`${prefix}.weight`, load);
+    let b: Tensor | null = null;
+    try {
+      if (bias) b = ckpt.load(`${prefix}.bias`, load);
+    } catch (e) {
+      w.dispose();
+      throw e;
+    }
+    return build(prefix, w, b);
+  };
+  // Splits rows of a fused projection into contiguous pieces, each built before the next is cut.
+  const split = (fusedName: string, names: string[], sizes: number[]): LinearLayer[] => {
+    using fused = ckpt.load(fusedName, load);
+    const out: LinearLayer[] = [];
+    let at = 0;
+    sizes.forEach((n, k) => {
+      using view = fused.narrow(0, at, n);
+      out.push(build(names[k], view.contiguous(), null));
+      at += n;
+    });
     return out;
   };
   try {
-    const embedTokens = get("model.embed_tokens.weight");
+    const lmHead = c.tieWordEmbeddings ? null : lin("lm_head", false);
+    const embedTokens = table(ckpt.load("model.embed_tokens.weight", load));
     const layers: LayerWeights[] = [];
     const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
     for (let l = 0; l < c.numLayers; l++) {
       const p = `model.layers.${l}`;
       const inputNorm = get(`${p}.input_layernorm.weight`);
       const postAttentionNorm = get(`${p}.post_attention_layernorm.weight`);
-      let qProj: Linear, kProj: Linear, vProj: Linear, gateProj: Linear, upProj: Linear;
+      let qProj: LinearLayer, kProj: LinearLayer, vProj: LinearLayer;
+      let gateProj: LinearLayer, upProj: LinearLayer;
       if (c.fusedProjections) {
-        [qProj, kProj, vProj] = split(`${p}.self_attn.qkv_proj.weight`, [q, kv, kv]);
-        [gateProj, upProj] = split(`${p}.mlp.gate_up_proj.weight`, [
-          c.intermediateSize,
-          c.intermediateSize,
-        ]);
+        [qProj, kProj, vProj] = split(
+          `${p}.self_attn.qkv_proj.weight`,
+          ["q_proj", "k_proj", "v_proj"].map((s) => `${p}.self_attn.${s}`),
+          [q, kv, kv],
+        );
+        [gateProj, upProj] = split(
+          `${p}.mlp.gate_up_proj.weight`,
+          [`${p}.mlp.gate_proj`, `${p}.mlp.up_proj`],
+          [c.intermediateSize, c.intermediateSize],
+        );
       } else {
         qProj = lin(`${p}.self_attn.q_proj`, c.qkvBias);
         kProj = lin(`${p}.self_attn.k_proj`, c.qkvBias);
@@ -158,8 +232,9 @@ export function loadWeights(
       });
     }
     const norm = get("model.norm.weight");
-    const lmHead = c.tieWordEmbeddings ? new Linear(embedTokens) : lin("lm_head", false);
-    return { embedTokens, layers, norm, lmHead };
+    const head = lmHead ??
+      (isPacked(embedTokens) ? embedTokens : new Linear(embedTokens));
+    return { embedTokens, layers, norm, lmHead: head };
   } catch (e) {
     for (const t of owned) t.dispose();
     throw e;

@@ -2,10 +2,12 @@
 import { z } from "zod";
 import { join } from "node:path";
 import { defineStage } from "../engine/mod.ts";
-import { moduleSchemes, quantizeModel } from "../models/quant/quantize_model.ts";
+import { moduleSchemes } from "../models/quant/quantize_model.ts";
 import { saveQuantizedModel } from "../models/quant/checkpoint.ts";
 import { parseScheme, SCHEME_NAMES } from "../models/quant/schemes.ts";
-import { modelLabel, type ModelOutput, openModel } from "./model_input.ts";
+import { requireDisk } from "../models/host_resources.ts";
+import { modelLabel, type ModelOutput } from "./model_input.ts";
+import { openModelInScheme } from "./scheme_input.ts";
 
 /** A quantization scheme name, checked when the pipeline is planned. */
 export const schemeName = z.string().refine((s) => {
@@ -44,15 +46,20 @@ export const quantize = defineStage({
     const advised = (ctx.inputs.advice?.output as { keep?: Record<string, string> } | undefined)
       ?.keep ?? {};
     const keep = { ...advised, ...p.keep };
-    using model = openModel(ctx.inputs.model, { dtype: p.dtype, device: p.device });
-    const before = model.weightBytes();
     ctx.progress(0, 1, `quantizing to ${p.scheme}`);
-    const report = quantizeModel(model, {
-      scheme: p.scheme,
-      keep,
-      simulate: p.simulate,
-      strict: p.strict,
-    });
+    // Each linear weight is packed as it is read: a checkpoint larger than memory fits.
+    const opened = openModelInScheme(
+      ctx.inputs.model,
+      { scheme: p.scheme, keep, simulate: p.simulate, strict: p.strict },
+      {
+        dtype: p.dtype,
+        device: p.device,
+        onModule: (done, total, name) => ctx.progress(done, total + 1, `packing ${name}`),
+      },
+    );
+    using model = opened.model;
+    const report = opened.report;
+    const before = opened.denseBytes;
     // Always said and recorded, so "int4-g128" is never silently partly int8.
     const assigned = moduleSchemes(
       report.modules.map((m) => m.module),
@@ -91,6 +98,13 @@ export const quantize = defineStage({
     );
     ctx.metric("max_rel_error", Math.max(...report.modules.map((m) => m.relError)));
     ctx.metric("quantize_s", report.seconds, "s");
+    // Refuse before writing: a failed stage leaves no cache entry, a full disk a broken file.
+    requireDisk(
+      report.weightBytes + (16 << 20),
+      ctx.outDir,
+      "saving the quantized model",
+      "Free space on that disk, or run with --results (or LAB_RESULTS) on a larger one.",
+    );
     saveQuantizedModel(model, join(ctx.outDir, "model"));
     ctx.progress(1, 1);
     const kept = Object.keys(keep).length ? `+keep${Object.keys(keep).length}` : "";
