@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import * as torch from "../ffi/mod.ts";
 import { readBandwidth } from "../ffi/membw.ts";
 import { parseScheme } from "../models/quant/schemes.ts";
-import type { SyntheticShape } from "../models/synthetic_standin.ts";
+import type { SyntheticShapeName } from "../models/synthetic.ts";
 import { DEFAULT_MODELS_DIR, ensureModel } from "./scale_models.ts";
 import { type Cell, markdownTable, num } from "./scale_table.ts";
 import type { LoadFigures, SchemeFigures, TrainFigures } from "./scale_worker.ts";
@@ -41,7 +41,10 @@ const LLAMA_CPP_REFERENCE = [
   { type: "Q4_0", mb: 763, tps: 36.3, ours: "int4-g32" },
 ];
 
-const SHAPES: Record<string, { base: SyntheticShape; big: SyntheticShape; bwBytes: number }> = {
+const SHAPES: Record<
+  string,
+  { base: SyntheticShapeName; big: SyntheticShapeName; bwBytes: number }
+> = {
   full: { base: "llama-3.2-1b", big: "llama-3.1-8b", bwBytes: 2 ** 31 },
   // The same structures at a few million parameters: checks the whole bench in a minute.
   small: { base: "mini-1b", big: "mini-8b", bwBytes: 2 ** 28 },

@@ -3,11 +3,11 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
-  createShapedModel,
-  readShapedInfo,
-  type ShapedModelInfo,
-  type SyntheticShape,
-} from "../models/synthetic_standin.ts";
+  createSyntheticModel,
+  readSyntheticInfo,
+  type SyntheticModelSummary,
+  type SyntheticShapeName,
+} from "../models/synthetic.ts";
 
 /** Where benchmark models live unless --models-dir says otherwise. */
 export const DEFAULT_MODELS_DIR = fileURLToPath(
@@ -16,7 +16,7 @@ export const DEFAULT_MODELS_DIR = fileURLToPath(
 
 /** What the bench needs: a shape, stored dtype and shard count. */
 export interface ModelSpec {
-  shape: SyntheticShape;
+  shape: SyntheticShapeName;
   dtype: "float32" | "bfloat16";
   shards: number;
   seed: number;
@@ -29,7 +29,7 @@ export function specFolder(s: ModelSpec): string {
   return `${s.shape}-${s.dtype}${shards}${seed}`;
 }
 
-function matches(info: ShapedModelInfo | null, s: ModelSpec): boolean {
+function matches(info: SyntheticModelSummary | null, s: ModelSpec): boolean {
   return !!info && info.shape === s.shape && info.dtype === s.dtype && info.shards === s.shards &&
     info.seed === s.seed;
 }
@@ -40,7 +40,7 @@ function matches(info: ShapedModelInfo | null, s: ModelSpec): boolean {
  */
 export function ensureModel(root: string, spec: ModelSpec, log: (s: string) => void): string {
   const dir = join(root, specFolder(spec));
-  const info = readShapedInfo(dir);
+  const info = readSyntheticInfo(dir);
   if (matches(info, spec)) {
     log(`  reusing ${dir} (${(info!.bytes / 1e9).toFixed(2)} GB)`);
     return dir;
@@ -68,9 +68,7 @@ export function ensureModel(root: string, spec: ModelSpec, log: (s: string) => v
   log(`  generating ${dir} (random weights, written once, reused by later runs)…`);
   const t0 = performance.now();
   let lastPct = -10;
-  // INTEGRATION (issue 12 item 4): call models/synthetic.ts `createSyntheticModel` here when
-  // it lands, and delete models/synthetic_standin.ts.
-  const made = createShapedModel({
+  const made = createSyntheticModel({
     out: dir,
     shape: spec.shape,
     dtype: spec.dtype,

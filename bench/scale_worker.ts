@@ -9,9 +9,8 @@
 import { parseArgs } from "node:util";
 import * as torch from "../ffi/mod.ts";
 import type { LlamaModel } from "../models/llama.ts";
-import { loadModel } from "../models/load.ts";
+import { loadIntoScheme, loadModel } from "../models/load.ts";
 import { profileGeneration } from "../models/profile/generation.ts";
-import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { type Example, type Method, prepareMethod, seededRng, train } from "../models/train/mod.ts";
 
 /** Figures of one scheme (`scheme` mode). */
@@ -38,7 +37,7 @@ export interface LoadFigures {
   baselineRssBytes: number;
   generateTps: number;
   generated: number;
-  /** How the model was loaded: "direct" (packed as read) or "load-then-quantize". */
+  /** How the model was loaded: "streamed into the scheme" (packed as read) or "dense" (fp32). */
   path: string;
 }
 
@@ -62,30 +61,28 @@ export interface TrainFigures {
 const log = (s: string) => console.error(`    ${s}`);
 
 /**
- * Opens `dir` with its linear weights in `scheme`, timing the two halves.
- *
- * INTEGRATION (issue 12 item 4): when `loadModel(dir, { quantize: scheme })` lands, use it
- * here: it packs each weight as it is read, so the 8B-shaped checkpoint loads within 8 GB and
- * `quantizeS` becomes part of `loadS` (report the single figure as load s, quantize s = 0).
- * Until then this loads in `dtype` and quantizes the loaded model, whose peak holds the
- * dense weights.
+ * Opens `dir` with its linear weights in `scheme`: read straight into the scheme (each weight
+ * packed as it is read, so the 8B-shaped checkpoint loads within 8 GB). `quantizeS` is the
+ * packing time inside the load, `loadS` the rest (reading, converting); fp32 loads dense.
  */
 function openInScheme(dir: string, scheme: string, dtype: "float32" | "bfloat16") {
-  const t0 = performance.now();
-  const model = loadModel(dir, { dtype, tokenizer: false });
-  const loadS = (performance.now() - t0) / 1000;
-  let quantizeS = 0;
-  if (scheme !== "fp32") {
-    const t1 = performance.now();
-    try {
-      quantizeModel(model, { scheme });
-    } catch (e) {
-      model.dispose();
-      throw e;
-    }
-    quantizeS = (performance.now() - t1) / 1000;
+  if (scheme === "fp32") {
+    const t0 = performance.now();
+    const model = loadModel(dir, { dtype, tokenizer: false });
+    return { model, loadS: (performance.now() - t0) / 1000, quantizeS: 0, path: "dense" };
   }
-  return { model, loadS, quantizeS, path: "load-then-quantize" };
+  const { model, report, seconds } = loadIntoScheme(dir, {
+    quantize: scheme,
+    dtype,
+    tokenizer: false,
+    measureError: false, // the bench reports speed and memory, not the error
+  });
+  return {
+    model,
+    loadS: seconds - report.seconds,
+    quantizeS: report.seconds,
+    path: "streamed into the scheme",
+  };
 }
 
 // The best of `n` single timed runs: on a shared 2-core machine the fastest run is the one
@@ -137,27 +134,7 @@ function measureScheme(dir: string, scheme: string, newTokens: number, repeats: 
   return figures;
 }
 
-// The stand-in path holds the whole dense checkpoint before packing it: refuse plainly when
-// that cannot fit, rather than letting the OOM killer end the process (or a neighbour's).
-// Goes away with direct loading (see openInScheme).
-function checkDenseLoadFits(dir: string): void {
-  let bytes = 0;
-  for (const e of Deno.readDirSync(dir)) {
-    if (e.name.endsWith(".safetensors")) bytes += Deno.statSync(`${dir}/${e.name}`).size;
-  }
-  const m = /^MemAvailable:\s+(\d+) kB/m.exec(Deno.readTextFileSync("/proc/meminfo"));
-  const available = m ? Number(m[1]) * 1024 : Infinity;
-  if (bytes * 1.15 > available) {
-    throw new Error(
-      `loading ${(bytes / 1e9).toFixed(1)} GB dense before quantizing needs about ` +
-        `${(bytes * 1.15 / 1e9).toFixed(1)} GB, and ${(available / 1e9).toFixed(1)} GB are ` +
-        "available: direct loading into a scheme (issue 12 item 4) is not in place yet",
-    );
-  }
-}
-
 function measureLoad(dir: string, scheme: string): LoadFigures {
-  checkDenseLoadFits(dir);
   torch.version();
   const baselineRssBytes = torch.memory.stats().allocated;
   const t0 = performance.now();

@@ -11,7 +11,7 @@
 // bandwidth roofline, the 8B load and training, outside the DSL.
 import { load, pipeline, profile, quantize } from "../mod.ts";
 import { supportedSchemes } from "../models/quant/schemes.ts";
-import type { SyntheticShape } from "../models/synthetic_standin.ts";
+import type { SyntheticShapeName } from "../models/synthetic.ts";
 
 /** Every scheme the lab's kernels run on the CPU here (fp8 only where libtorch has float8). */
 export const REAL_SCALE_SCHEMES = [
@@ -58,7 +58,7 @@ FROM t ORDER BY weight_bytes DESC`;
 /** Options of realScalePipeline: the defaults are the real-size run. */
 export interface RealScaleOptions {
   /** The generated model's shape (default "llama-3.2-1b"; "mini-1b" for a quick check). */
-  shape?: SyntheticShape;
+  shape?: SyntheticShapeName;
   schemes?: string[];
 }
 

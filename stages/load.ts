@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { defineStage } from "../engine/mod.ts";
 import { configParameterCount, readConfig } from "../models/config.ts";
 import { createTinyModel, TINY_ARCHS, TINY_PRESETS } from "../models/tiny.ts";
-import { createShapedModel, SYNTHETIC_SHAPE_NAMES } from "../models/synthetic_standin.ts";
+import { createSyntheticModel, SYNTHETIC_SHAPE_NAMES } from "../models/synthetic.ts";
 import { absPath, folderFingerprint, type ModelOutput } from "./model_input.ts";
 
 /** The load stage's params: exactly one of `model`, `tiny` or `synthetic`. */
@@ -60,8 +60,7 @@ export const load = defineStage({
       dir = join(ctx.outDir, "model");
       const s = p.synthetic;
       ctx.log(`generating a ${s.shape}-shaped model (${s.dtype}, random weights)…`);
-      // INTEGRATION (issue 12 item 4): models/synthetic.ts createSyntheticModel replaces this.
-      createShapedModel({
+      createSyntheticModel({
         out: dir,
         shape: s.shape,
         dtype: s.dtype,
