@@ -277,10 +277,8 @@ export async function main(args: string[]): Promise<void> {
     console.log(USAGE);
     return;
   }
-  // Idle OpenMP workers spin by default; on a 2-core machine shared with other
-  // work the spinning steals the cores the next op needs (measured: a 128-token
-  // prefill from 60 ms to 300-2000 ms). Both sides run with the same setting.
-  if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+  // Both sides (and every child process) wait the same way (see setOpenMpWaiting).
+  torch.setOpenMpWaiting();
   const reps = Number(values.reps);
   const newTokens = Number(values["new-tokens"]);
   if (!Number.isInteger(reps) || reps < 1 || !Number.isInteger(newTokens) || newTokens < 2) {
@@ -307,7 +305,8 @@ export async function main(args: string[]): Promise<void> {
           (weightBytes / 1e6).toFixed(1)
         } MB ` +
         `${model.dtype}; libtorch ${torch.version()}, ${torch.getNumThreads()} threads, ` +
-        `OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY")}`,
+        `OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY") ?? "unset"} ` +
+        `GOMP_SPINCOUNT=${Deno.env.get("GOMP_SPINCOUNT") ?? "unset"}`,
     );
     console.log(
       `load: RSS ${(before / 1e6).toFixed(0)} MB before, peak ${(loadPeak / 1e6).toFixed(0)} MB ` +

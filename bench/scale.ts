@@ -346,9 +346,8 @@ export async function main(args: string[]): Promise<void> {
     usageError("--new-tokens must be at least 2 (decode steps)");
   }
   const full = values.shape === "full";
-  // Idle OpenMP workers spin by default and steal the cores from the next op; every child
-  // inherits PASSIVE (as bench/train.ts and the shim loader do).
-  if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+  // Both sides (and every child process) wait the same way (see setOpenMpWaiting).
+  torch.setOpenMpWaiting();
   const threads = torch.getNumThreads();
   const root = values["models-dir"]!;
   const t0 = performance.now();

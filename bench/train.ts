@@ -211,9 +211,8 @@ export async function main(args: string[]): Promise<void> {
     preset: values.preset!,
     checkpointing: values.checkpointing!,
   };
-  // Idle OpenMP workers spin by default and steal the 2 cores from the next op when the
-  // machine is shared (see bench/decode.ts); both sides, children included, run PASSIVE.
-  if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+  // Both sides (and every child process) wait the same way (see setOpenMpWaiting).
+  torch.setOpenMpWaiting();
   if (values.child) {
     const [method, dir] = positionals;
     console.log(JSON.stringify(await child(method as Method, dir, o)));
@@ -227,7 +226,8 @@ export async function main(args: string[]): Promise<void> {
         `${o.steps} steps of batch ${o.batch} x ${o.seq} tokens, ${o.threads} threads, ` +
         `LoRA r=${o.r} on all linear layers; median step after ${WARMUP} warm-up steps; ` +
         `gradient checkpointing ${o.checkpointing ? "on" : "off"}; ` +
-        `OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY")}`,
+        `OMP_WAIT_POLICY=${Deno.env.get("OMP_WAIT_POLICY") ?? "unset"} ` +
+        `GOMP_SPINCOUNT=${Deno.env.get("GOMP_SPINCOUNT") ?? "unset"}`,
     );
     const self = fileURLToPath(import.meta.url);
     const py = values["no-python"] ? null : await pythonWithTorch();

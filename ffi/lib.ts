@@ -24,6 +24,21 @@ export function isLoaded(): boolean {
   return lib !== null;
 }
 
+/**
+ * How idle OpenMP workers wait, unless OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise: a
+ * short spin, then sleep. libgomp's default spin (300,000 rounds, a millisecond or more) steals
+ * the cores from anything else that runs (a second stage, the progress display: a 128-token
+ * prefill went from 60 ms to seconds); not spinning at all (PASSIVE) makes every parallel
+ * region of a decode step wait for a futex wake-up (measured on a 1B-shaped nf4 model: 8.3
+ * tok/s passive, 9.1 with 10,000 rounds). Child processes (benchmark baselines) inherit it.
+ */
+export function setOpenMpWaiting(): void {
+  const env = Deno.env;
+  if (env.get("OMP_WAIT_POLICY") === undefined && env.get("GOMP_SPINCOUNT") === undefined) {
+    env.set("GOMP_SPINCOUNT", "10000");
+  }
+}
+
 /** The loaded shim's symbols. */
 export function L(): Lib {
   if (lib) return lib;
@@ -33,10 +48,7 @@ export function L(): Lib {
       `the libtorch shim is not built (${path} is missing). Run: deno task setup`,
     );
   }
-  // OpenMP threads that spin while idle steal the cores from each other as soon as
-  // anything else runs (a second stage, the progress display): prefill times went
-  // from 60 ms to seconds. Passive waiting costs nothing measurable when idle.
-  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) Deno.env.set("OMP_WAIT_POLICY", "PASSIVE");
+  setOpenMpWaiting();
   try {
     lib = Deno.dlopen(path, SYMBOLS).symbols;
   } catch (e) {

@@ -1,7 +1,7 @@
 // The torch binding's public surface, exported from the project's mod.ts as `torch`.
 import { L } from "./lib.ts";
 
-export { TorchError } from "./lib.ts";
+export { setOpenMpWaiting, TorchError } from "./lib.ts";
 export { type DType, isFloating, ITEM_SIZE } from "./dtype.ts";
 export { Tensor } from "./tensor.ts";
 export { keep, liveTensors, tidy } from "./scope.ts";
