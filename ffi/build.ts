@@ -53,7 +53,14 @@ function cpuVectorFlags(): string[] {
 async function compilerArgs(lt: Libtorch): Promise<string[]> {
   // -fopenmp: at::parallel_for is a header template whose `#pragma omp parallel` is compiled
   // into the shim; without the flag every parallel loop of ours silently ran on one thread.
-  const args = ["-O3", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-Wno-deprecated-declarations"];
+  const args = [
+    "-O3",
+    "-std=c++17",
+    "-fopenmp",
+    "-shared",
+    "-fPIC",
+    "-Wno-deprecated-declarations",
+  ];
   // The library is built on the machine that runs it: use its vector units.
   args.push(...cpuVectorFlags());
   for (const d of lt.includeDirs) args.push(`-I${d}`);
