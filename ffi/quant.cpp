@@ -444,17 +444,17 @@ at::Tensor tiled_linear(int kind, const at::Tensor& x, const std::vector<at::Ten
   at::Tensor xf = x.reshape({-1, cols}).to(at::kFloat).contiguous();
   const int64_t tile = std::min(rows, std::max<int64_t>(kMinTileRows, kTileBytes / (4 * cols)));
   at::Tensor scratch = at::empty({tile, cols}, at::kFloat);
-  at::Tensor yt = at::empty({rows, xf.size(0)}, at::kFloat);  // yᵀ: each tile's rows are contiguous
-  at::Tensor xt = xf.t();
+  at::Tensor y = at::empty({xf.size(0), rows}, at::kFloat);
   for (int64_t o0 = 0; o0 < rows; o0 += tile) {
     const int64_t n = std::min(tile, rows - o0);
     lab::dequantize_rows(w, o0, o0 + n, scratch.data_ptr<float>());
-    at::Tensor out = yt.narrow(0, o0, n);
-    at::mm_out(out, scratch.narrow(0, 0, n), xt);
+    // x · tileᵀ, as at::linear multiplies a dense weight, into the tile's columns of y.
+    at::Tensor out = y.narrow(1, o0, n);
+    at::mm_out(out, xf, scratch.narrow(0, 0, n).t());
   }
   auto out_shape = x.sizes().vec();
   out_shape.back() = rows;
-  return yt.t().contiguous().view(out_shape).to(x.scalar_type());
+  return y.view(out_shape).to(x.scalar_type());
 }
 
 // ---------------------------------------------------------------- dispatch
