@@ -105,6 +105,46 @@ export function fitScheme(s: Scheme, inFeatures: number, strict = false): Scheme
   return parseScheme(g ? `int4-g${g}` : "int8");
 }
 
+/**
+ * The scheme a module of `[out, inF]` takes (fitScheme's fallback applied); throws naming the
+ * module and the fix when int4's group still does not divide its width (strict).
+ */
+export function fitModuleScheme(
+  name: string,
+  out: number,
+  inF: number,
+  wanted: Scheme,
+  strict = false,
+): Scheme {
+  const scheme = fitScheme(wanted, inF, strict);
+  if (scheme.kind === "int4" && inF % scheme.block !== 0) {
+    throw new Error(
+      `quantize: module '${name}' [${out}x${inF}] cannot use scheme '${scheme.name}': ` +
+        `in_features ${inF} is not a multiple of the group size ${scheme.block}. ` +
+        `Pick another scheme for it, e.g. keep: { "${name}": "int8" }`,
+    );
+  }
+  return scheme;
+}
+
+/** The embedding table's scheme, fitted and checked like a module's (see fitModuleScheme). */
+export function fitTableScheme(
+  tied: boolean,
+  opts: QuantizeOptions,
+  vocab: number,
+  width: number,
+): Scheme {
+  const scheme = fitScheme(embeddingScheme(tied, opts), width, opts.strict);
+  if (scheme.kind === "int4" && width % scheme.block !== 0) {
+    throw new Error(
+      `quantize: the embedding table [${vocab},${width}] cannot use scheme '${scheme.name}': ` +
+        `its width ${width} is not a multiple of the group size ${scheme.block}. ` +
+        `Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
+    );
+  }
+  return scheme;
+}
+
 /** Builds a module in `scheme` from a dense weight (which the caller still owns). */
 export function quantizeLinear(
   weight: Tensor,
@@ -127,19 +167,42 @@ export function quantizeLinear(
   return dense;
 }
 
-function relativeError(original: Tensor, replaced: LinearLayer): number {
+/** Elements of a weight whose error is measured in one piece; larger ones go by row blocks. */
+export const ERROR_CHUNK = 1 << 24;
+
+/**
+ * ‖W − W'‖_F / ‖W‖_F of a module against its original weight; above ERROR_CHUNK elements the
+ * difference is formed in row blocks, so a large head never needs two dense fp32 copies.
+ */
+export function relativeError(original: Tensor, replaced: LinearLayer): number {
   return tidy(() => {
-    let w: Tensor;
-    if (replaced instanceof QuantizedLinear) w = replaced.dequantize("float32");
-    else if (replaced instanceof Linear || replaced instanceof CastLinear) {
-      w = replaced.weight.to("float32");
-    } else return NaN;
-    const o = original.to("float32");
-    return w.sub(o).norm().item() / Math.max(o.norm().item(), 1e-30);
+    let dense: Tensor;
+    if (replaced instanceof QuantizedLinear) dense = replaced.dequantize("float32");
+    else if (replaced instanceof Linear || replaced instanceof CastLinear) dense = replaced.weight;
+    else return NaN;
+    if (original.numel <= ERROR_CHUNK) {
+      const o = original.to("float32");
+      return dense.to("float32").sub(o).norm().item() / Math.max(o.norm().item(), 1e-30);
+    }
+    const rows = original.shape[0];
+    const per = Math.max(1, Math.floor(ERROR_CHUNK / (original.numel / rows)));
+    let diff = 0, base = 0;
+    for (let r = 0; r < rows; r += per) {
+      const n = Math.min(per, rows - r);
+      tidy(() => {
+        const o = original.narrow(0, r, n).to("float32");
+        const d = dense.narrow(0, r, n).to("float32").sub(o).norm().item();
+        const b = o.norm().item();
+        diff += d * d;
+        base += b * b;
+      });
+    }
+    return Math.sqrt(diff) / Math.max(Math.sqrt(base), 1e-30);
   });
 }
 
-function moduleRow(
+/** A module's row of the quantization report. */
+export function moduleRow(
   module: string,
   scheme: Scheme,
   layer: LinearLayer,
@@ -193,15 +256,8 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
           "quantize the unquantized model instead",
       );
     }
-    const scheme = fitScheme(schemes.get(slot.name)!, current.inFeatures, opts.strict);
-    if (scheme.kind === "int4" && current.inFeatures % scheme.block !== 0) {
-      throw new Error(
-        `quantize: module '${slot.name}' [${current.outFeatures}x${current.inFeatures}] ` +
-          `cannot use scheme '${scheme.name}': in_features ${current.inFeatures} is not a ` +
-          `multiple of the group size ${scheme.block}. ` +
-          `Pick another scheme for it, e.g. keep: { "${slot.name}": "int8" }`,
-      );
-    }
+    const { outFeatures: out, inFeatures: inF } = current;
+    const scheme = fitModuleScheme(slot.name, out, inF, schemes.get(slot.name)!, opts.strict);
     return { slot, current, scheme };
   });
   const table = model.weights.embedTokens;
@@ -211,15 +267,8 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
         "quantize the unquantized model instead",
     );
   }
-  const tied = model.config.tieWordEmbeddings;
-  const tableScheme = fitScheme(embeddingScheme(tied, opts), table.shape[1], opts.strict);
-  if (tableScheme.kind === "int4" && table.shape[1] % tableScheme.block !== 0) {
-    throw new Error(
-      `quantize: the embedding table [${table.shape}] cannot use scheme '${tableScheme.name}': ` +
-        `its width ${table.shape[1]} is not a multiple of the group size ${tableScheme.block}. ` +
-        `Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
-    );
-  }
+  const [vocab, width] = table.shape;
+  const tableScheme = fitTableScheme(model.config.tieWordEmbeddings, opts, vocab, width);
   const modules: ModuleQuantization[] = [];
   for (const { slot, current, scheme } of plan) {
     let next: LinearLayer;

@@ -17,12 +17,15 @@ import { CastLinear } from "./cast_linear.ts";
 import { QuantizedLinear } from "./quantized_linear.ts";
 import {
   EMBED_MODULE,
-  embeddingScheme,
-  fitScheme,
+  ERROR_CHUNK,
+  fitModuleScheme,
+  fitTableScheme,
   type ModuleQuantization,
+  moduleRow,
   moduleSchemes,
   type QuantizationReport,
   type QuantizeOptions,
+  relativeError,
 } from "./quantize_model.ts";
 import { packedBytes, parseScheme, type Scheme } from "./schemes.ts";
 
@@ -79,41 +82,6 @@ export function linearShapes(c: ModelConfig): LinearShape[] {
   return out;
 }
 
-// Rows of the relative-error difference are formed this many elements at a time, so a
-// vocabulary-sized head does not need two more dense copies of itself.
-const ERROR_CHUNK = 1 << 24;
-
-/**
- * ‖W − W'‖_F / ‖W‖_F as quantizeModel computes it; above ERROR_CHUNK elements the
- * difference is formed in row blocks (the same value up to float rounding).
- */
-function relativeError(original: Tensor, replaced: LinearLayer): number {
-  return tidy(() => {
-    let dense: Tensor;
-    if (replaced instanceof QuantizedLinear) dense = replaced.dequantize("float32");
-    else if (replaced instanceof Linear || replaced instanceof CastLinear) dense = replaced.weight;
-    else return NaN;
-    if (original.numel <= ERROR_CHUNK) {
-      const o = original.to("float32");
-      return dense.to("float32").sub(o).norm().item() / Math.max(o.norm().item(), 1e-30);
-    }
-    const rows = original.shape[0];
-    const per = Math.max(1, Math.floor(ERROR_CHUNK / (original.numel / rows)));
-    let diff = 0, base = 0;
-    for (let r = 0; r < rows; r += per) {
-      const n = Math.min(per, rows - r);
-      tidy(() => {
-        const o = original.narrow(0, r, n).to("float32");
-        const d = dense.narrow(0, r, n).to("float32").sub(o).norm().item();
-        const b = o.norm().item();
-        diff += d * d;
-        base += b * b;
-      });
-    }
-    return Math.sqrt(diff) / Math.max(Math.sqrt(base), 1e-30);
-  });
-}
-
 // Packing would hide NaN/Inf (a block's absmax skips NaN), so a damaged weight is refused
 // while its dense values are still in hand.
 function refuseNonFinite(module: string, weight: Tensor, source: string): void {
@@ -156,20 +124,6 @@ export interface StreamingPlanOptions {
 }
 
 const ROW_BLOCK = 1 << 24;
-
-// quantizeModel's report row of a module.
-function rowOf(module: string, scheme: Scheme, layer: LinearLayer, relError: number) {
-  const params = layer.parameterCount();
-  const bytes = layer.weightBytes();
-  return {
-    module,
-    scheme: scheme.name,
-    params,
-    bytes,
-    bitsPerParam: (bytes * 8) / params,
-    relError,
-  };
-}
 
 /** One matrix the load packs, in reading order. */
 interface PlannedMatrix {
@@ -215,30 +169,17 @@ export class StreamingQuantizer {
     const wanted = moduleSchemes(this.shapes.map((s) => s.name), options);
     this.schemes = new Map();
     for (const m of this.shapes) {
-      const scheme = fitScheme(wanted.get(m.name)!, m.in, options.strict);
-      if (scheme.kind === "int4" && m.in % scheme.block !== 0) {
-        throw new Error(
-          `quantize: module '${m.name}' [${m.out}x${m.in}] ` +
-            `cannot use scheme '${scheme.name}': in_features ${m.in} is not a ` +
-            `multiple of the group size ${scheme.block}. ` +
-            `Pick another scheme for it, e.g. keep: { "${m.name}": "int8" }`,
-        );
-      }
-      this.schemes.set(m.name, scheme);
-    }
-    this.tableScheme = fitScheme(
-      embeddingScheme(config.tieWordEmbeddings, options),
-      config.hiddenSize,
-      options.strict,
-    );
-    const t = this.tableScheme, width = config.hiddenSize;
-    if (t.kind === "int4" && width % t.block !== 0) {
-      throw new Error(
-        `quantize: the embedding table [${config.vocabSize},${width}] cannot use scheme ` +
-          `'${t.name}': its width ${width} is not a multiple of the group size ${t.block}. ` +
-          `Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
+      this.schemes.set(
+        m.name,
+        fitModuleScheme(m.name, m.out, m.in, wanted.get(m.name)!, options.strict),
       );
     }
+    this.tableScheme = fitTableScheme(
+      config.tieWordEmbeddings,
+      options,
+      config.vocabSize,
+      config.hiddenSize,
+    );
   }
 
   /** Checks `options` against `config`'s modules (bad scheme names, int4 widths) and plans the load. */
@@ -361,7 +302,7 @@ export class StreamingQuantizer {
             `${(e as Error).message}. Pick another scheme for it, e.g. keep: { "${name}": "int8" }`,
         );
       }
-      this.#done(rowOf(name, scheme, packed.next, packed.relError));
+      this.#done(moduleRow(name, scheme, packed.next, packed.relError));
       return packed.next;
     } finally {
       weight.dispose();
@@ -380,7 +321,7 @@ export class StreamingQuantizer {
       refuseNonFinite(EMBED_MODULE, weight, this.#source);
       if (scheme.kind === "cast" && scheme.dtype === this.dtype) {
         stays = true;
-        this.#done(rowOf(EMBED_MODULE, scheme, new Linear(weight), 0));
+        this.#done(moduleRow(EMBED_MODULE, scheme, new Linear(weight), 0));
         return weight;
       }
       let packed: { next: LinearLayer; relError: number };
@@ -395,7 +336,7 @@ export class StreamingQuantizer {
         );
       }
       const { next, relError } = packed;
-      this.#done(rowOf(EMBED_MODULE, scheme, next, relError));
+      this.#done(moduleRow(EMBED_MODULE, scheme, next, relError));
       if (next instanceof Linear) {
         // simulate: the table stays dense, holding the dequantized values.
         return next.weight;
