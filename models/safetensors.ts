@@ -350,6 +350,38 @@ export function loadSafetensors(path: string, opts: LoadTensorOptions = {}): Map
 }
 
 /**
+ * A safetensors file's head for tensors in file order: the 8-byte length, then the JSON
+ * header padded to 8 bytes (the data section starts aligned, as the reference writer pads it).
+ */
+export function encodeHeader(
+  path: string,
+  tensors: { name: string; dtype: DType; shape: number[] }[],
+  metadata: Record<string, string>,
+): Uint8Array {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let pos = 0;
+  for (const t of tensors) {
+    if (t.name === "__metadata__" || t.name in header) {
+      throw new CheckpointError(`${path}: tensor name '${t.name}' is reserved or repeated`);
+    }
+    const st = DTYPE_TO_ST[t.dtype];
+    if (!st) {
+      throw new CheckpointError(`tensor '${t.name}': dtype ${t.dtype} has no safetensors code`);
+    }
+    const n = t.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[t.dtype];
+    header[t.name] = { dtype: st, shape: t.shape, data_offsets: [pos, pos + n] };
+    pos += n;
+  }
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  const out = new Uint8Array(8 + padded).fill(0x20, 8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
+  out.set(json, 8);
+  return out;
+}
+
+/**
  * Writes tensors to `path` as safetensors, tensor by tensor, through a
  * temporary file renamed into place. Entries are sorted by name.
  */
@@ -360,35 +392,15 @@ export function saveSafetensors(
 ): void {
   const entries = (tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
-  let pos = 0;
-  for (const [name, t] of entries) {
-    if (name === "__metadata__") {
-      throw new CheckpointError("a tensor may not be named __metadata__");
-    }
-    const st = DTYPE_TO_ST[t.dtype];
-    if (!st) {
-      throw new CheckpointError(`tensor '${name}': dtype ${t.dtype} has no safetensors code`);
-    }
-    const n = t.numel * ITEM_SIZE[t.dtype];
-    header[name] = { dtype: st, shape: t.shape, data_offsets: [pos, pos + n] };
-    pos += n;
-  }
-  let json = new TextEncoder().encode(JSON.stringify(header));
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
-  }
+  const head = encodeHeader(
+    path,
+    entries.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+    metadata,
+  );
   const tmp = `${path}.tmp-${Deno.pid}`;
   const file = Deno.openSync(tmp, { write: true, create: true, truncate: true });
   try {
-    const len = new Uint8Array(8);
-    new DataView(len.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-    writeAll(file, len);
-    writeAll(file, json);
+    writeAll(file, head);
     for (const [, t] of entries) {
       if (t.device !== "cpu") {
         using c = t.to("cpu");

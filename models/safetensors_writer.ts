@@ -1,7 +1,7 @@
 // A safetensors file written tensor by tensor as the data is produced: the header needs
 // every size up front, which declared shapes give, so nothing holds more than one piece.
 import { type DType, ITEM_SIZE } from "../ffi/mod.ts";
-import { CheckpointError, DTYPE_TO_ST } from "./safetensors.ts";
+import { CheckpointError, encodeHeader } from "./safetensors.ts";
 
 /** A tensor to be written: its name, dtype and shape. */
 export interface TensorDeclaration {
@@ -43,37 +43,12 @@ export class SafetensorsWriter {
     tensors: TensorDeclaration[],
     metadata: Record<string, string> = { format: "pt" },
   ): SafetensorsWriter {
-    const header: Record<string, unknown> = {};
-    if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
-    let pos = 0;
-    for (const t of tensors) {
-      if (t.name === "__metadata__" || t.name in header) {
-        throw new CheckpointError(`${path}: tensor name '${t.name}' is reserved or repeated`);
-      }
-      const st = DTYPE_TO_ST[t.dtype];
-      if (!st) {
-        throw new CheckpointError(`tensor '${t.name}': dtype ${t.dtype} has no safetensors code`);
-      }
-      const n = declaredBytes(t);
-      header[t.name] = { dtype: st, shape: t.shape, data_offsets: [pos, pos + n] };
-      pos += n;
-    }
-    let json = new TextEncoder().encode(JSON.stringify(header));
-    // The data section starts 8-byte aligned, as the reference writer pads it.
-    const padded = Math.ceil(json.byteLength / 8) * 8;
-    if (padded !== json.byteLength) {
-      const p = new Uint8Array(padded).fill(0x20);
-      p.set(json);
-      json = p;
-    }
+    const head = encodeHeader(path, tensors, metadata);
     const tmp = `${path}.tmp-${Deno.pid}`;
     const file = Deno.openSync(tmp, { write: true, create: true, truncate: true });
     const w = new SafetensorsWriter(path, tmp, file, tensors);
     try {
-      const len = new Uint8Array(8);
-      new DataView(len.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-      w.#put(len);
-      w.#put(json);
+      w.#put(head);
       w.#advance();
     } catch (e) {
       w.abort();
