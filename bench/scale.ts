@@ -13,20 +13,11 @@ import { parseScheme } from "../models/quant/schemes.ts";
 import type { SyntheticShapeName } from "../models/synthetic.ts";
 import { DEFAULT_MODELS_DIR, ensureModel } from "./scale_models.ts";
 import { type Cell, markdownTable, num } from "./scale_table.ts";
+import { REAL_SCALE_SCHEMES } from "../pipelines/real_scale.ts";
 import type { LoadFigures, SchemeFigures, TrainFigures } from "./scale_worker.ts";
 
-const DEFAULT_SCHEMES = [
-  "fp32",
-  "bf16",
-  "fp16",
-  "int8",
-  "int4-g32",
-  "int4-g64",
-  "int4-g128",
-  "nf4",
-  "nf4-nodq",
-  "fp4",
-];
+// The same schemes as the real-scale pipeline, so the bench and `lab run` fill the same table.
+const DEFAULT_SCHEMES = REAL_SCALE_SCHEMES;
 
 /** Decode speed relative to fp32 the project targets per scheme (batch 1, same run). */
 const VS_FP32_TARGET: Record<string, number> = { "int4-g32": 4, nf4: 3.5, int8: 2, bf16: 1.7 };

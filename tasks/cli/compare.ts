@@ -53,24 +53,10 @@ export function register(program: Command): void {
           "95% ci": `[${pct(x.change_lo)}, ${pct(x.change_hi)}]`,
           p: Number(x.p.toPrecision(2)),
         }));
-        console.log(
-          formatTable(
-            [
-              "stage",
-              "config",
-              "metric",
-              "n_a",
-              "n_b",
-              "median_a",
-              "median_b",
-              "change",
-              "95% ci",
-              "p",
-              "verdict",
-            ],
-            shown,
-          ),
-        );
+        // The table shows the interval as one column where JSON and CSV keep its two bounds.
+        const tableColumns = columns.filter((c) => c !== "change_hi")
+          .map((c) => (c === "change_lo" ? "95% ci" : c));
+        console.log(formatTable(tableColumns, shown));
         for (const u of r.unmatched) console.log(`(${u})`);
         for (const pair of r.pairs) {
           console.log(
