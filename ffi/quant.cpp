@@ -503,13 +503,7 @@ struct FrozenQuantLinear : public torch::autograd::Function<FrozenQuantLinear> {
     ctx->saved_data["parts"] = c10::List<at::Tensor>(parts);
     ctx->saved_data["params"] = c10::List<int64_t>(params);
     at::NoGradGuard guard;
-    if (small_batch_ok(static_cast<int>(kind), x, parts, params[1])) {
-      return small_batch_linear(static_cast<int>(kind), x, parts, params.data());
-    }
-    if (packed_cpu(static_cast<int>(kind), x, parts)) {
-      return tiled_linear(static_cast<int>(kind), x, parts, params.data());
-    }
-    return at::linear(x, dequantize(static_cast<int>(kind), parts, params.data()).to(x.scalar_type()));
+    return lab::packed_linear(static_cast<int>(kind), x, parts, params.data());
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
@@ -700,7 +694,6 @@ void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64
   try {
     const at::Tensor& xt = H(x);
     std::vector<at::Tensor> t = handles(hs, n);
-    check_input(xt, params);
     if (at::GradMode::is_enabled() && xt.requires_grad()) {
       std::vector<int64_t> p(params, params + 4);
       at::Tensor y = FrozenQuantLinear::apply(xt, static_cast<int64_t>(kind), t, p);
