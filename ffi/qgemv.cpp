@@ -31,13 +31,6 @@
 namespace lab {
 namespace {
 
-// Bytes ahead of the read position to prefetch. One core's stream is latency-bound: the
-// hardware prefetcher alone keeps too few lines in flight for loops that consume a few
-// bytes per cycle. Measured on a 4-bit [8192, 2048] weight streamed from memory, one core:
-// 3.3 GB/s without, 4.8 at 512 bytes ahead, 6.6 at 1 KiB, 7.2–7.6 at 2–4 KiB; with both cores,
-// 4 KiB was a few percent ahead of 2 KiB.
-constexpr int kPrefetch = 4096;
-
 #define LAB_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c")))
 #define LAB_AVX2 __attribute__((target("avx2,fma,f16c")))
 
@@ -45,7 +38,7 @@ Isa cpu_best() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
-    return Isa::Avx512;
+    return __builtin_cpu_supports("avx512vnni") ? Isa::Vnni : Isa::Avx512;
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
       __builtin_cpu_supports("f16c")) {
@@ -58,7 +51,10 @@ Isa from_env(Isa best) {
   const char* e = std::getenv("LAB_KERNELS");
   if (e == nullptr || *e == 0) return best;
   const std::string v(e);
-  Isa want = v == "scalar" ? Isa::Scalar : v == "avx2" ? Isa::Avx2 : best;
+  Isa want = v == "scalar" ? Isa::Scalar
+             : v == "avx2"  ? Isa::Avx2
+             : v == "avx512" ? Isa::Avx512
+                             : best;
   return std::min(want, best);
 }
 
@@ -216,7 +212,7 @@ LAB_AVX512 inline __m512 block_table(bool int4, __m512 codes, float scale, float
 template <int M>
 LAB_AVX512 __attribute__((always_inline)) inline void chunk4_avx512(
     const uint8_t* row, const float* xs, int64_t cols, int64_t s, __m512 lut, __m512 (&acc)[M][2]) {
-  _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetch, _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetchBytes, _MM_HINT_T0);
   const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + s / 2)));
   const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), lut);
   const __m512 lo = _mm512_permutexvar_ps(v, lut);  // uses the low 4 bits of each index
@@ -274,13 +270,13 @@ LAB_AVX512 void rows8_16_avx512(const PackedWeight& w, const float* x, float* y,
       __m512 a, b;
       if (w.kind == 0) {
         const int8_t* q = w.q8 + o * cols + s;
-        _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetch, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetchBytes, _MM_HINT_T0);
         a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
         b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
       } else {
         const uint16_t* h = w.half + o * cols + s;
-        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetch, _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetch + 64, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetchBytes, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetchBytes + 64, _MM_HINT_T0);
         const __m256i h0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h));
         const __m256i h1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 16));
         if (w.bf16) {
@@ -334,7 +330,7 @@ LAB_AVX2 void rows4_avx2(const PackedWeight& w, const float* xs, float* y, int64
     block_lut(cur, lut);
     __m256 lo_tab = _mm256_load_ps(lut), hi_tab = _mm256_load_ps(lut + 8);
     for (int64_t s = 0; s < cols; s += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetch, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(row + s / 2) + kPrefetchBytes, _MM_HINT_T0);
       const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + s / 2)));
       const __m256 hi = lookup16(lo_tab, hi_tab, _mm256_srli_epi32(v, 4));
       const __m256 lo = lookup16(lo_tab, hi_tab, v);
@@ -363,12 +359,12 @@ LAB_AVX2 void rows8_16_avx2(const PackedWeight& w, const float* x, float* y, int
       __m256 a, b;
       if (w.kind == 0) {
         const int8_t* q = w.q8 + o * cols + s;
-        _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetch, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetchBytes, _MM_HINT_T0);
         a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
         b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8))));
       } else {
         const uint16_t* h = w.half + o * cols + s;
-        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetch, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(h) + 2 * kPrefetchBytes, _MM_HINT_T0);
         const __m128i h0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h));
         const __m128i h1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 8));
         if (w.bf16) {
@@ -486,7 +482,7 @@ std::vector<float> deinterleave(const float* x, int64_t m, int64_t cols, int64_t
 // Row o of the dense weight (int8 rows times their scale).
 void dequant_scaled_row(const PackedWeight& w, int64_t o, float* dst) {
   const Isa isa = gemv_supported(w) ? active_isa() : Isa::Scalar;
-  if (isa == Isa::Avx512) return dense_row_avx512(w, o, dst);
+  if (isa >= Isa::Avx512) return dense_row_avx512(w, o, dst);
   if (isa == Isa::Avx2) return dense_row_avx2(w, o, dst);
   dequant_row(w, o, dst);
   if (w.kind == 0) {
@@ -521,7 +517,7 @@ Isa active_isa() { return g_isa.load(std::memory_order_relaxed); }
 
 Isa set_isa(int wanted) {
   const Isa best = cpu_best();
-  g_isa.store(std::min(static_cast<Isa>(std::max(0, std::min(2, wanted))), best));
+  g_isa.store(std::min(static_cast<Isa>(std::max(0, std::min(3, wanted))), best));
   return active_isa();
 }
 
@@ -534,15 +530,16 @@ bool gemv_supported(const PackedWeight& w) {
 void gemv(const PackedWeight& w, const float* x, int64_t m, float* y) {
   if (m < 1 || m > 8) throw std::invalid_argument("gemv takes 1 to 8 input rows");
   const Isa isa = gemv_supported(w) ? g_isa.load(std::memory_order_relaxed) : Isa::Scalar;
+  if (isa == Isa::Vnni && gemv_vnni_supported(w)) return gemv_vnni(w, x, m, y);
   const bool four_bit = w.kind == 1 || w.kind == 2 || w.kind == 3;
   std::vector<float> xs;
   const float* xin = x;
   if (four_bit && isa != Isa::Scalar) {
-    xs = deinterleave(x, m, w.cols, isa == Isa::Avx512 ? 32 : 16);
+    xs = deinterleave(x, m, w.cols, isa >= Isa::Avx512 ? 32 : 16);
     xin = xs.data();
   }
   RowsFn fn = nullptr;
-  if (isa == Isa::Avx512) fn = four_bit ? pick<R4x512>(m) : pick<R8x512>(m);
+  if (isa >= Isa::Avx512) fn = four_bit ? pick<R4x512>(m) : pick<R8x512>(m);
   if (isa == Isa::Avx2) fn = four_bit ? pick<R4x2>(m) : pick<R8x2>(m);
   // Enough rows per task that a thread streams a long run of memory.
   at::parallel_for(0, w.rows, 64, [&](int64_t o0, int64_t o1) {

@@ -9,13 +9,13 @@ export const QUANT_KIND = { int8: 0, nf4: 1, fp4: 2, int4: 3, fp8: 4, half: 5 } 
 export type QuantKind = keyof typeof QUANT_KIND;
 
 /** Instruction sets of the packed-weight kernels, slowest first. */
-export const KERNEL_ISAS = ["scalar", "avx2", "avx512"] as const;
+export const KERNEL_ISAS = ["scalar", "avx2", "avx512", "vnni"] as const;
 /** One of KERNEL_ISAS. */
 export type KernelIsa = typeof KERNEL_ISAS[number];
 
 /**
  * The instruction set the packed-weight kernels use: the best the CPU has, unless
- * `LAB_KERNELS` (scalar | avx2 | avx512) lowers it. Given `force`, switches to it (clamped to
+ * `LAB_KERNELS` (scalar | avx2 | avx512 | vnni) lowers it. Given `force`, switches to it (clamped to
  * what the CPU has) and returns the one now in use — tests use this to cover every path.
  */
 export function kernelIsa(force?: KernelIsa): KernelIsa {

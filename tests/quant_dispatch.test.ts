@@ -35,7 +35,32 @@ function referenceWeight(layer: LinearLayer): torch.Tensor {
   return (layer as QuantizedLinear).dequantize("float32", true).to("float64");
 }
 
-function checkLayer(scheme: string, shape: [number, number], what: string): void {
+// Round half to even, as the CPU's vector conversion does.
+function roundEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v - Math.trunc(v)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// The int4 decode path on VNNI CPUs rounds the activations to int8, one scale per 128 inputs:
+// q = round(x · f32(127 / max|x|)), value q · f32(max|x| / 127), all in float32 as the kernel.
+function roundedActivations(x: number[], cols: number): number[] {
+  const out = new Array<number>(x.length);
+  for (let c = 0; c < x.length; c += 128) {
+    let amax = 0;
+    for (let i = c; i < c + 128; i++) amax = Math.max(amax, Math.abs(x[i]));
+    const inv = amax > 0 ? Math.fround(127 / amax) : 0;
+    const step = Math.fround(amax / 127);
+    for (let i = c; i < c + 128; i++) out[i] = roundEven(Math.fround(x[i] * inv)) * step;
+  }
+  return cols % 128 === 0 ? out : x;
+}
+
+// Whether a decode call takes the integer path (see ffi/qgemv_vnni.cpp).
+function takesIntegerPath(isa: string, scheme: string, cols: number, m: number): boolean {
+  return isa === "vnni" && scheme.startsWith("int4") && cols % 128 === 0 && m <= 8;
+}
+
+function checkLayer(scheme: string, shape: [number, number], what: string, isa: string): void {
   tidy(() => {
     const w = torch.randn(shape).mul(0.05);
     const layer = layerFor(scheme, w);
@@ -45,7 +70,12 @@ function checkLayer(scheme: string, shape: [number, number], what: string): void
       if (m > 8 && shape[1] < WIDE && scheme !== "nf4") continue; // prefill: a few cases suffice
       if (shape[1] === WIDE && m !== 1 && m <= 8) continue; // the wide shape: decode once, prefill
       const x = torch.randn([m, shape[1]]);
-      const want = x.to("float64").matmul(ref.transpose(0, 1)).values();
+      const xin = takesIntegerPath(isa, scheme, shape[1], m)
+        ? torch.tensor(new Float64Array(roundedActivations(x.values(), shape[1])), {
+          shape: [m, shape[1]],
+        })
+        : x.to("float64");
+      const want = xin.matmul(ref.transpose(0, 1)).values();
       const got = layer.forward(x).values();
       const scale = Math.sqrt(shape[1]) * 0.05;
       let worst = 0;
@@ -65,8 +95,10 @@ Deno.test("the CPU reports which kernel paths it runs, and forcing one is clampe
   const active = kernelIsa();
   assert.ok(KERNEL_ISAS.includes(active));
   try {
-    const top = kernelIsa("avx512"); // the best the CPU has
+    const top = kernelIsa("vnni"); // the best the CPU has
     assert.ok(KERNEL_ISAS.indexOf(top) >= KERNEL_ISAS.indexOf(active));
+    const avx512 = kernelIsa("avx512");
+    assert.equal(avx512, top === "vnni" ? "avx512" : top);
     assert.equal(kernelIsa("scalar"), "scalar");
     assert.equal(kernelIsa("avx2"), top === "scalar" ? "scalar" : "avx2");
   } finally {
@@ -84,7 +116,7 @@ for (const isa of KERNEL_ISAS) {
       for (const t of [1, 2]) {
         setNumThreads(t);
         for (const scheme of [...PACKED, ...HALF]) {
-          for (const shape of SHAPES) checkLayer(scheme, shape, `${isa} threads=${t}`);
+          for (const shape of SHAPES) checkLayer(scheme, shape, `${isa} threads=${t}`, isa);
         }
       }
     } finally {
@@ -93,6 +125,36 @@ for (const isa of KERNEL_ISAS) {
     }
   });
 }
+
+Deno.test("the integer int4 decode path's activation rounding is small next to the scheme's own error", () => {
+  const best = kernelIsa();
+  try {
+    if (kernelIsa("vnni") !== "vnni") return; // this CPU lacks AVX-512 VNNI
+    tidy(() => {
+      torch.manualSeed(13);
+      const w = torch.randn([256, 1024]).mul(0.05);
+      const x = torch.randn([1, 1024]);
+      const exact = x.matmul(w.transpose(0, 1)).values();
+      for (const scheme of ["int4-g32", "int4-g64", "int4-g128"]) {
+        const layer = layerFor(scheme, w)!;
+        const integer = layer.forward(x).values();
+        kernelIsa("avx512");
+        const float = layer.forward(x).values(); // the same packed weight, activations unrounded
+        kernelIsa("vnni");
+        const norm = (a: number[], b: number[]) =>
+          Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0));
+        const rounding = norm(integer, float), scheme_error = norm(float, exact);
+        assert.ok(
+          rounding <= 0.25 * scheme_error,
+          `${scheme}: activation rounding ${rounding} vs weight quantization ${scheme_error}`,
+        );
+        layer.dispose();
+      }
+    });
+  } finally {
+    kernelIsa(best);
+  }
+});
 
 Deno.test("bf16 activations through the packed kernels stay within bf16 rounding of the float32 result", () => {
   tidy(() => {
