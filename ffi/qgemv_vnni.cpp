@@ -1,6 +1,6 @@
-// Integer decode path for int4 weights on CPUs with AVX-512 VNNI: the activations are
-// quantized to int8 (one scale per 128 inputs) and multiplied with the 4-bit codes by
-// `vpdpbusd`, 64 multiply-adds per instruction.
+// Integer decode path for 4-bit weights (int4, nf4, fp4) on CPUs with AVX-512 VNNI: the
+// activations are quantized to int8 (one scale per 128 inputs) and multiplied with the codes
+// (int4) or their byte-table values (nf4/fp4) by `vpdpbusd`, 64 multiply-adds per instruction.
 //
 // Why a second path: the float-table kernel (qgemv.cpp) spends ~3 shuffle and ~3 arithmetic
 // vector ops per 32 weights, so one core decodes ~8 GB/s of 4-bit weights from cache — about
@@ -92,11 +92,40 @@ QuantizedRows quantize_rows(const float* x, int64_t m, int64_t cols, int64_t gro
   return qx;
 }
 
-// One output row's group scales and zero points as floats, 16 at a time (padded by 16 so the
-// kernel may load 16 from any group of the row).
+// The unsigned bytes nf4 / fp4 codes stand for: round(127 · code book) + 128, rounded half away
+// from zero. The integer path multiplies these, so each code-book value moves by at most
+// 1/254 of the block's absmax (docs/quantization.md compares it with the format's own error).
+struct ByteTable {
+  uint8_t v[16];
+  explicit ByteTable(const float* table) {
+    for (int q = 0; q < 16; q++) v[q] = static_cast<uint8_t>(std::lround(table[q] * 127.0f) + 128);
+  }
+};
+
+// One output row's group scales and zero points as floats (padded by 16 so the kernel may load
+// 16 from any group of the row). int4: (code - zero) · scale. nf4/fp4: the byte table's
+// (byte - 128) · absmax / 127.
 LAB_VNNI void group_params(const PackedWeight& w, int64_t g0, int64_t n, float* scale,
                            float* zero) {
   int64_t k = 0;
+  if (w.kind != 3) {
+    const __m512 inv = _mm512_set1_ps(1.0f / 127);
+    for (; !w.block2 && k + 16 <= n; k += 16) {
+      _mm512_storeu_ps(scale + k, _mm512_mul_ps(_mm512_loadu_ps(w.absmax + g0 + k), inv));
+      _mm512_storeu_ps(zero + k, _mm512_set1_ps(128.0f));
+    }
+    int64_t b2 = w.block2 ? g0 / w.block2 : 0, left2 = w.block2 ? w.block2 - g0 % w.block2 : 0;
+    for (; k < n; k++) {
+      const float am = w.block2 ? w.qabsmax[g0 + k] * w.scale2[b2] + w.offset : w.absmax[g0 + k];
+      scale[k] = am * (1.0f / 127);
+      zero[k] = 128.0f;
+      if (w.block2 && --left2 == 0) {
+        b2++;
+        left2 = w.block2;
+      }
+    }
+    return;
+  }
   for (; k + 16 <= n; k += 16) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.gscale + g0 + k));
     _mm512_storeu_ps(scale + k, _mm512_cvtph_ps(h));
@@ -132,6 +161,12 @@ LAB_VNNI void rows_vnni(const PackedWeight& w, const QuantizedRows& qx, float* y
   const __m512i lane_group = _mm512_srli_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), shift);
   const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const bool table = w.kind != 3;
+  __m512i bytes = _mm512_setzero_si512();  // nf4/fp4: the byte table in each 16-byte lane
+  if (table) {
+    const ByteTable t(w.table);
+    bytes = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t.v)));
+  }
   const int64_t stride = groups + 16;  // padded: the kernel loads 16 scales from any group
   std::vector<float> scale(stride), zero(stride), xscale(M * stride);
   for (int64_t o = o0; o < o1; o++) {
@@ -153,8 +188,12 @@ LAB_VNNI void rows_vnni(const PackedWeight& w, const QuantizedRows& qx, float* y
       const uint8_t* p = row + c * kChunk / 2;
       _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
       const __m512i v = _mm512_loadu_si512(p);
-      const __m512i lo = _mm512_and_si512(v, nibble);
-      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      __m512i lo = _mm512_and_si512(v, nibble);
+      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+      if (table) {
+        lo = _mm512_shuffle_epi8(bytes, lo);
+        hi = _mm512_shuffle_epi8(bytes, hi);
+      }
       for (int r = 0; r < M; r++) {
         const int8_t* xq = qx.q.data() + r * cols + c * kChunk;
         __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(xq));
@@ -189,7 +228,7 @@ VnniFn pick_vnni(int64_t m) {
 }  // namespace
 
 bool gemv_vnni_supported(const PackedWeight& w) {
-  return w.kind == 3 && w.cols % kChunk == 0 &&
+  return (w.kind == 1 || w.kind == 2 || w.kind == 3) && w.cols % kChunk == 0 &&
          (w.block == 32 || w.block == 64 || w.block == 128);
 }
 

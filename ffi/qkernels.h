@@ -25,7 +25,7 @@ struct PackedWeight {
 };
 
 // Instruction sets the kernels dispatch between (chosen at run time). Vnni adds the integer
-// int4 decode path (qgemv_vnni.cpp) to Avx512's float kernels.
+// 4-bit decode path (qgemv_vnni.cpp) to Avx512's float kernels.
 enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Vnni = 3 };
 
 // Bytes ahead of the read position to prefetch. One core's stream is latency-bound: the
@@ -48,8 +48,8 @@ bool gemv_supported(const PackedWeight& w);
 // threaded over output rows. Each packed byte is read once per call.
 void gemv(const PackedWeight& w, const float* x, int64_t m, float* y);
 
-// Whether `w` has the integer decode path: int4 with groups of 32, 64 or 128, width a
-// multiple of 128.
+// Whether `w` has the integer decode path: int4 / nf4 / fp4 with groups (blocks) of 32, 64
+// or 128 and a width that is a multiple of 128.
 bool gemv_vnni_supported(const PackedWeight& w);
 
 // gemv for such weights on a CPU with AVX-512 VNNI: activations rounded to int8 per 128 inputs.

@@ -55,9 +55,30 @@ function roundedActivations(x: number[], cols: number): number[] {
   return cols % 128 === 0 ? out : x;
 }
 
-// Whether a decode call takes the integer path (see ffi/qgemv_vnni.cpp).
+// Whether a decode call takes the integer path (see ffi/qgemv_vnni.cpp): 4-bit formats, rows a
+// multiple of 128 wide (so blocks of 32..128 never straddle rows), at most 8 input rows.
 function takesIntegerPath(isa: string, scheme: string, cols: number, m: number): boolean {
-  return isa === "vnni" && scheme.startsWith("int4") && cols % 128 === 0 && m <= 8;
+  const fourBit = ["int4", "nf4", "fp4"].some((k) => scheme.startsWith(k));
+  return isa === "vnni" && fourBit && cols % 128 === 0 && m <= 8;
+}
+
+// The integer path multiplies nf4/fp4 codes through bytes round(127 · code) + 128 (half away
+// from zero): the dequantized weight with each code-book value moved to that grid.
+function byteTableWeight(layer: QuantizedLinear, dense: torch.Tensor): torch.Tensor {
+  const kind = layer.scheme.kind as "nf4" | "fp4";
+  const codes = tidy(() => {
+    const all = torch.tensor(new Uint8Array([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]));
+    return torch.dequantizeWeight(kind, [all, torch.ones([1])], [1, 16], { block: 64 }).values();
+  });
+  const ratio = codes.map((v) => v === 0 ? 1 : Math.sign(v) * Math.round(Math.abs(v) * 127) / 127 / v);
+  const packed = layer.parts[0].values();
+  const w = dense.values();
+  const out = new Float64Array(w.length);
+  for (let e = 0; e < w.length; e++) {
+    const byte = packed[e >> 1];
+    out[e] = w[e] * ratio[e % 2 === 0 ? byte >> 4 : byte & 0x0f];
+  }
+  return torch.tensor(out, { shape: dense.shape });
 }
 
 function checkLayer(scheme: string, shape: [number, number], what: string, isa: string): void {
@@ -75,7 +96,9 @@ function checkLayer(scheme: string, shape: [number, number], what: string, isa: 
           shape: [m, shape[1]],
         })
         : x.to("float64");
-      const want = xin.matmul(ref.transpose(0, 1)).values();
+      const table = takesIntegerPath(isa, scheme, shape[1], m) && /^(nf4|fp4)/.test(scheme);
+      const wref = table ? byteTableWeight(layer as QuantizedLinear, ref) : ref;
+      const want = xin.matmul(wref.transpose(0, 1)).values();
       const got = layer.forward(x).values();
       const scale = Math.sqrt(shape[1]) * 0.05;
       let worst = 0;
@@ -126,7 +149,7 @@ for (const isa of KERNEL_ISAS) {
   });
 }
 
-Deno.test("the integer int4 decode path's activation rounding is small next to the scheme's own error", () => {
+Deno.test("the integer 4-bit decode path's rounding is small next to the scheme's own error", () => {
   const best = kernelIsa();
   try {
     if (kernelIsa("vnni") !== "vnni") return; // this CPU lacks AVX-512 VNNI
@@ -135,18 +158,18 @@ Deno.test("the integer int4 decode path's activation rounding is small next to t
       const w = torch.randn([256, 1024]).mul(0.05);
       const x = torch.randn([1, 1024]);
       const exact = x.matmul(w.transpose(0, 1)).values();
-      for (const scheme of ["int4-g32", "int4-g64", "int4-g128"]) {
+      for (const scheme of ["int4-g32", "int4-g64", "int4-g128", "nf4", "nf4-nodq", "fp4"]) {
         const layer = layerFor(scheme, w)!;
         const integer = layer.forward(x).values();
         kernelIsa("avx512");
-        const float = layer.forward(x).values(); // the same packed weight, activations unrounded
+        const float = layer.forward(x).values(); // the same packed weight, nothing rounded
         kernelIsa("vnni");
         const norm = (a: number[], b: number[]) =>
           Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0));
         const rounding = norm(integer, float), scheme_error = norm(float, exact);
         assert.ok(
           rounding <= 0.25 * scheme_error,
-          `${scheme}: activation rounding ${rounding} vs weight quantization ${scheme_error}`,
+          `${scheme}: integer-path rounding ${rounding} vs weight quantization ${scheme_error}`,
         );
         layer.dispose();
       }
