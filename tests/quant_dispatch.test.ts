@@ -70,7 +70,9 @@ function byteTableWeight(layer: QuantizedLinear, dense: torch.Tensor): torch.Ten
     const all = torch.tensor(new Uint8Array([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]));
     return torch.dequantizeWeight(kind, [all, torch.ones([1])], [1, 16], { block: 64 }).values();
   });
-  const ratio = codes.map((v) => v === 0 ? 1 : Math.sign(v) * Math.round(Math.abs(v) * 127) / 127 / v);
+  const ratio = codes.map((v) =>
+    v === 0 ? 1 : Math.sign(v) * Math.round(Math.abs(v) * 127) / 127 / v
+  );
   const packed = layer.parts[0].values();
   const w = dense.values();
   const out = new Float64Array(w.length);
