@@ -28,6 +28,8 @@ export interface GenerateOptions extends SamplingOptions {
   outputLogits?: boolean;
   /** Add the tokenizer's special tokens (e.g. BOS) when prompts are strings (default true). */
   addSpecialTokens?: boolean;
+  /** Ends a row when it returns true for the row's new tokens so far (e.g. a stop string appeared). */
+  stopWhen?: (tokens: readonly number[], row: number) => boolean;
   /** Called after each step with the new token of every row (pad for stopped rows). */
   onToken?: (tokens: readonly number[], step: number) => void;
 }
@@ -150,7 +152,7 @@ export function generate(
         if (stopped[b]) next[b] = pad;
         else {
           tokens[b].push(next[b]);
-          if (stop.has(next[b])) stopped[b] = true;
+          if (stop.has(next[b]) || opts.stopWhen?.(tokens[b], b)) stopped[b] = true;
         }
         sequences[b].push(next[b]);
         mask[b].push(1);

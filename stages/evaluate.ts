@@ -12,6 +12,7 @@ import {
   readJsonl,
 } from "../models/eval/tasks.ts";
 import { absPath, fileHash, openModel } from "./model_input.ts";
+import { lmEvalKeyExtra, runLmEvalTasks } from "./evaluate_lm_eval.ts";
 
 /** The evaluate stage's params. */
 export const evaluateParams = z.object({
@@ -23,6 +24,14 @@ export const evaluateParams = z.object({
   stride: z.number().int().positive().optional(),
   maxTokens: z.number().int().positive().optional(),
   device: z.string().default("cpu"),
+  /** lm-evaluation-harness task YAML files (paths or globs); when set, `dataset` and `metric` are unused. */
+  tasks: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  /** lm-eval tasks: score only the first `limit` documents of each. */
+  limit: z.number().int().positive().optional(),
+  /** lm-eval tasks: few-shot examples per document, overriding each task's num_fewshot. */
+  numFewshot: z.number().int().min(0).optional(),
+  /** lm-eval tasks: seed of the few-shot sampler (default lm-eval's 1234). */
+  fewshotSeed: z.number().int().min(0).optional(),
 }).strict();
 
 function pickMetric(path: string, metric: string): string {
@@ -42,9 +51,14 @@ export const evaluate = defineStage({
   inputs: ["model"],
   params: evaluateParams,
   // The dataset's content, not its path, changes results.
-  keyExtra: async (p, cwd) => ({ dataset: await fileHash(absPath(p.dataset, cwd)) }),
-  run: (ctx) => {
+  keyExtra: async (p, cwd) =>
+    p.tasks ? await lmEvalKeyExtra(p, cwd) : { dataset: await fileHash(absPath(p.dataset, cwd)) },
+  run: async (ctx) => {
     const p = ctx.params;
+    if (p.tasks) {
+      using model = openModel(ctx.inputs.model, { device: p.device });
+      return await runLmEvalTasks(ctx, model);
+    }
     const path = absPath(p.dataset, ctx.cwd);
     let text: string;
     try {

@@ -2,20 +2,29 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { LabError } from "../../engine/errors.ts";
 import { mustBeFolder, resultsDir } from "./common.ts";
+import { exportLmEval } from "./export_lm_eval.ts";
 
-/** `lab export --parquet DIR` */
+/** `lab export --parquet DIR` and `lab export --lm-eval DIR` */
 export function register(program: Command): void {
   program
     .command("export")
     .description("write every table and view of results/lab.duckdb as files")
-    .requiredOption("--parquet <dir>", "folder for <table>.parquet files")
+    .option("--parquet <dir>", "folder for <table>.parquet files")
+    .option("--lm-eval <dir>", "folder for each evaluate stage's lm-eval results.json")
     .action(async (opts, cmd: Command) => {
       const { LabDatabase, databasePath } = await import("../../engine/store.ts");
-      const out = resolve(opts.parquet);
-      mustBeFolder(out, "--parquet");
-      Deno.mkdirSync(out, { recursive: true });
-      const db = await LabDatabase.open(databasePath(resultsDir(cmd)), { readOnly: true });
+      if (!opts.parquet && !opts.lmEval) {
+        throw new LabError("export: say where to: --parquet DIR and/or --lm-eval DIR");
+      }
+      if (opts.lmEval) mustBeFolder(resolve(opts.lmEval), "--lm-eval");
+      if (opts.parquet) mustBeFolder(resolve(opts.parquet), "--parquet");
+      const results = resultsDir(cmd);
+      const db = await LabDatabase.open(databasePath(results), { readOnly: true });
       try {
+        if (opts.lmEval) await exportLmEval(db, results, resolve(opts.lmEval));
+        if (!opts.parquet) return;
+        const out = resolve(opts.parquet);
+        Deno.mkdirSync(out, { recursive: true });
         const r = await db.query(
           "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name",
         );
