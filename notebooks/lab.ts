@@ -1,6 +1,8 @@
 // What the notebooks share: where to run (the repository root), quick mode, and rich displays.
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import * as Plot from "@observablehq/plot";
+import { parseHTML } from "linkedom";
 import { tableHtml } from "../reports/html.ts";
 
 /** The repository root (the folder that holds deno.json). */
@@ -57,4 +59,19 @@ export async function query(results: string, sql: string): Promise<Record<string
   } finally {
     db.close();
   }
+}
+
+/**
+ * Shows an Observable Plot chart, drawn into linkedom's DOM as the report's charts are: an SVG,
+ * or HTML when Plot wraps it in a figure (a legend, a title).
+ */
+export function plot(options: Plot.PlotOptions): unknown {
+  const { document } = parseHTML("<!doctype html><html><body></body></html>") as unknown as {
+    document: Plot.PlotOptions["document"];
+  };
+  const markup = (Plot.plot({ ...options, document }) as unknown as { outerHTML: string })
+    .outerHTML;
+  return markup.startsWith("<svg")
+    ? svg(markup)
+    : display({ "text/html": markup, "text/plain": "[chart]" });
 }

@@ -5,7 +5,7 @@
  *
  *   deno task notebooks            check, then execute (LAB_NOTEBOOK_QUICK=1)
  *   deno task notebooks --full     execute the real pipelines into results/ (minutes)
- *   deno task notebooks --check    only check that outputs are stripped
+ *   deno task notebooks --check    only check that outputs are stripped and the cells type-check
  *   deno task notebooks --strip    remove outputs and execution counts in place
  *   deno task notebooks --out DIR  keep the executed copies (with outputs) in DIR
  */
@@ -56,6 +56,34 @@ export function strip(file: string): boolean {
   return out !== text;
 }
 
+/**
+ * Type-checks each notebook's code cells, joined in order into one module beside the notebook
+ * (the kernel runs cells in one shared scope, so a module is a fair stand-in). Returns the exit
+ * code of `deno check`.
+ */
+export async function typecheck(files: string[]): Promise<number> {
+  const modules = files.map((f) => {
+    const nb = JSON.parse(Deno.readTextFileSync(f)) as { cells: (Cell & { source: string[] })[] };
+    const code = nb.cells.map((c, i) =>
+      c.cell_type === "code" ? `// ${f.split("/").pop()}, cell ${i}\n${c.source.join("")};\n` : ""
+    ).join("");
+    const mod = f.replace(/([^/]+)\.ipynb$/, ".$1.check.ts");
+    Deno.writeTextFileSync(mod, code);
+    return mod;
+  });
+  try {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["check", "--quiet", ...modules],
+      cwd: ROOT,
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    return r.code;
+  } finally {
+    for (const m of modules) Deno.removeSync(m);
+  }
+}
+
 async function execute(files: string[], full: boolean, out?: string): Promise<number> {
   const probe = await new Deno.Command(PYTHON, {
     args: ["-c", "import nbclient, nbformat, jupyter_client"],
@@ -99,7 +127,7 @@ async function main(): Promise<number> {
     console.error("notebooks are kept without outputs: run deno task notebooks --strip");
     return 1;
   }
-  if (values.check) return 0;
+  if (values.check) return await typecheck(files);
   return await execute(files, values.full ?? false, values.out);
 }
 
