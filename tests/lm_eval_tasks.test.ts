@@ -230,6 +230,41 @@ Deno.test("results.json has lm-eval's keys and reads as lm-eval's own results do
   });
 });
 
+Deno.test("a loglikelihood task over Parquet data: perplexity and is-greedy by hand", async () => {
+  using model = loadModel(modelDir);
+  const d = Deno.makeTempDirSync({ dir });
+  const { DuckDBInstance } = await import("@duckdb/node-api");
+  const db = await DuckDBInstance.create(":memory:");
+  const conn = await db.connect();
+  await conn.run(
+    `COPY (SELECT * FROM (VALUES ('Once there was', 'a cat'), ('The sun', 'set.')) t(ctx, cont))
+     TO '${join(d, "d.parquet")}' (FORMAT parquet)`,
+  );
+  conn.closeSync();
+  db.closeSync();
+  Deno.writeTextFileSync(
+    join(d, "task.yaml"),
+    `task: ll
+dataset_path: parquet
+dataset_kwargs: {data_files: {test: d.parquet}}
+test_split: test
+output_type: loglikelihood
+doc_to_text: ctx
+doc_to_target: cont
+`,
+  );
+  const r = await runTask(model, readTaskConfig(join(d, "task.yaml")));
+  const tok = model.tokenizer!;
+  const enc = (s: string) => tok.encode(s, { addSpecialTokens: false });
+  const lls = [["Once there was", " a cat"], ["The sun", " set."]].map(([c, t]) =>
+    continuationLogProb(model, [tok.bosTokenId!, ...enc(c)], enc(t))
+  );
+  assertClose(r.docs.map((x) => x.logprobs[0]), lls, 1e-4, "log-likelihoods");
+  assertClose([r.metrics.perplexity!.value], [Math.exp(-(lls[0] + lls[1]) / 2)], 1e-3);
+  // A random tiny model does not produce these continuations greedily.
+  assert.equal(r.metrics.acc!.value, 0);
+});
+
 const GOOD = `task: t
 dataset_path: json
 dataset_kwargs: {data_files: {test: d.jsonl}}
