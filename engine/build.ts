@@ -1,3 +1,4 @@
+import type { SlurmSettings } from "./executors/slurm_settings.ts";
 import type { StageDef } from "./stage.ts";
 import type { Coords, Scalar } from "./types.ts";
 import { fromYaml } from "./yaml.ts";
@@ -61,6 +62,8 @@ export interface Pipeline {
 export interface PipelineOptions {
   /** A table `lab run` prints from DuckDB when the run ends, with the SQL that made it. */
   summary?: { title?: string; sql: string };
+  /** How `lab run --executor slurm` submits this pipeline's stages (flags and LAB_SLURM_* win). */
+  slurm?: SlurmSettings;
 }
 
 /** Declares a pipeline. `build` calls stage builders; nothing runs while building. */

@@ -5,6 +5,13 @@ import type { Plan, PlanNode } from "./plan.ts";
 /** Runs one planned node somewhere and reports how it ended. The seam for remote executors. */
 export interface Executor {
   readonly name: string;
+  /** Stages it may run at once when --jobs is not given (default: this machine's cores). */
+  readonly slots?: number;
+  /** True when it isolates an exclusive stage itself (a cluster node of its own), so the
+   * scheduler need not hold every other stage back while one runs. */
+  readonly isolatesExclusive?: boolean;
+  /** Checks, before anything runs, that it can run this plan; throws a LabError if not. */
+  prepare?(plan: Plan): Promise<void>;
   run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult>;
 }
 
@@ -33,6 +40,51 @@ function workerDenoFlags(): string[] {
 }
 
 /**
+ * Deno's arguments for a worker that runs `node` into the plan's results folder:
+ * `run -A … tasks/lab.ts run-node --pipeline FILE --key KEY --results DIR [--replace]`.
+ */
+export function workerCommand(plan: Plan, node: PlanNode): string[] {
+  return [
+    ...workerDenoFlags(),
+    LAB_TS,
+    "run-node",
+    "--pipeline",
+    plan.file,
+    "--key",
+    node.key,
+    "--results",
+    plan.resultsDir,
+    ...(node.forced ? ["--replace"] : []),
+  ];
+}
+
+/**
+ * Handles one line a worker printed: progress and log lines go to `hooks`; the result line
+ * is returned. Lines without the protocol mark are the stage's own output, shown as logs.
+ */
+export function handleWorkerLine(line: string, hooks: NodeHooks): NodeResult | undefined {
+  if (!line.startsWith(WORKER_MARK)) {
+    if (line.trim()) hooks.onLog?.(line);
+    return undefined;
+  }
+  let msg: Record<string, unknown>;
+  try {
+    msg = JSON.parse(line.slice(WORKER_MARK.length));
+  } catch {
+    return undefined;
+  }
+  if (msg.t === "progress") {
+    hooks.onProgress?.(
+      msg.done as number,
+      msg.total as number | undefined,
+      msg.message as string | undefined,
+    );
+  } else if (msg.t === "log") hooks.onLog?.(msg.message as string);
+  else if (msg.t === "result") return msg.result as NodeResult;
+  return undefined;
+}
+
+/**
  * Runs each stage in a worker subprocess (`lab run-node`): a native crash in a stage kills only
  * its worker. Workers talk JSON lines on stdout and watch stdin, so that they stop when the
  * coordinator dies. The cache folder is the only thing they share with the coordinator.
@@ -49,19 +101,7 @@ export class LocalExecutor implements Executor {
     signal: AbortSignal,
   ): Promise<NodeResult> {
     const t0 = performance.now();
-    const args = [
-      ...workerDenoFlags(),
-      LAB_TS,
-      "run-node",
-      "--pipeline",
-      plan.file,
-      "--key",
-      node.key,
-      "--results",
-      plan.resultsDir,
-      "--watch-stdin",
-      ...(node.forced ? ["--replace"] : []),
-    ];
+    const args = [...workerCommand(plan, node), "--watch-stdin"];
     const child = new Deno.Command(Deno.execPath(), {
       args,
       stdin: "piped",
@@ -86,24 +126,7 @@ export class LocalExecutor implements Executor {
     let result: NodeResult | undefined;
     const readOut = (async () => {
       for await (const line of lines(child.stdout)) {
-        if (!line.startsWith(WORKER_MARK)) {
-          if (line.trim()) hooks.onLog?.(line);
-          continue;
-        }
-        let msg: Record<string, unknown>;
-        try {
-          msg = JSON.parse(line.slice(WORKER_MARK.length));
-        } catch {
-          continue;
-        }
-        if (msg.t === "progress") {
-          hooks.onProgress?.(
-            msg.done as number,
-            msg.total as number | undefined,
-            msg.message as string | undefined,
-          );
-        } else if (msg.t === "log") hooks.onLog?.(msg.message as string);
-        else if (msg.t === "result") result = msg.result as NodeResult;
+        result = handleWorkerLine(line, hooks) ?? result;
       }
     })();
     let stderrTail = "";

@@ -128,11 +128,19 @@ export async function executePlan(
   const runId = newRunId();
   const startedAt = new Date().toISOString();
   const toRun = plan.nodes.filter((n) => n.action === "run");
-  const cpuSlots = Math.max(1, opts.jobs ?? (navigator.hardwareConcurrency || 1));
+  await executor.prepare?.(plan);
+  const cpuSlots = Math.max(
+    1,
+    opts.jobs ?? executor.slots ?? (navigator.hardwareConcurrency || 1),
+  );
   const gpuSlots = Math.max(
     1,
-    opts.gpuJobs ?? (toRun.some((n) => n.stage.device === "gpu") ? detectGpus() : 1),
+    opts.gpuJobs ?? executor.slots ??
+      (toRun.some((n) => n.stage.device === "gpu") ? detectGpus() : 1),
   );
+  // An executor that isolates exclusive stages itself (a Slurm node of their own) lets the
+  // rest of the sweep go on beside them.
+  const isSolo = (n: PlanNode) => n.stage.exclusive && !executor.isolatesExclusive;
   const runEnv = environmentFor(plan.nodes.some((n) => n.stage.device === "gpu") ? "gpu" : "cpu");
 
   const counts: Record<NodeStatus, number> = {
@@ -222,8 +230,8 @@ export async function executePlan(
   while ((pending.size || running.size) && !ac.signal.aborted) {
     // An exclusive stage (a timing measurement) runs alone: once one is ready, nothing else
     // starts until the running stages drain and it has finished.
-    const soloRunning = [...running.keys()].some((n) => n.stage.exclusive);
-    const soloReady = [...pending].find((n) => n.stage.exclusive && depsDone(n));
+    const soloRunning = [...running.keys()].some(isSolo);
+    const soloReady = [...pending].find((n) => isSolo(n) && depsDone(n));
     for (const n of [...pending]) {
       if (ac.signal.aborted || soloRunning) break;
       if (soloReady && (n !== soloReady || running.size > 0)) continue;
@@ -250,7 +258,7 @@ export async function executePlan(
             }] as [PlanNode, NodeResult],
         ),
       );
-      if (n.stage.exclusive) break;
+      if (isSolo(n)) break;
     }
     if (!running.size) break; // nothing can start: the rest waits on failed inputs (already skipped)
     const [n, r] = await Promise.race([...running.values(), aborted]) ?? [];

@@ -23,7 +23,7 @@ export interface WorkerOptions {
 /**
  * The worker side of the local executor (`lab run-node`): re-plans the pipeline without cache
  * checks, finds the node by key, runs it into the cache, and reports on stdout. Exit code 0
- * when the node finished (ok or failed: the result says which), 130 when interrupted.
+ * when the stage finished, 1 when it failed (the result line says why), 130 when interrupted.
  */
 export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
   const ac = new AbortController();
@@ -71,5 +71,6 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
   }
   const { meta: _meta, ...slim } = result;
   emit({ t: "result", result: slim });
-  return result.status === "interrupted" ? 130 : 0;
+  // A failed stage exits 1 so that a batch system (Slurm) records the job as FAILED too.
+  return result.status === "interrupted" ? 130 : result.status === "failed" ? 1 : 0;
 }

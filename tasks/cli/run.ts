@@ -7,10 +7,11 @@ import { LabError } from "../../engine/errors.ts";
 import { collect, positiveInt, resultsDir } from "./common.ts";
 import { printPlan } from "./plan.ts";
 import { printSummary } from "./summary.ts";
+import { addSlurmOptions, refuseSlurmFlags, slurmExecutorFrom } from "./slurm_options.ts";
 
 /** `lab run <pipeline.ts>` */
 export function register(program: Command): void {
-  program
+  const run = program
     .command("run")
     .description(
       "run a pipeline: every stage not in the cache, in dependency order; results go to DuckDB",
@@ -37,16 +38,24 @@ export function register(program: Command): void {
       "concurrent GPU stages (default: number of GPUs)",
       positiveInt("--gpu-jobs"),
     )
-    .option("--executor <name>", "local (worker processes) or inline (this process)", "local")
+    .option(
+      "--executor <name>",
+      "local (worker processes), slurm (a Slurm job per stage) or inline (this process)",
+      "local",
+    )
     .option(
       "--wait",
       "if another lab process holds the results folder, wait for it instead of failing",
     )
-    .option("-q, --quiet", "print only the summary and failures")
+    .option("-q, --quiet", "print only the summary and failures");
+  addSlurmOptions(run)
     .action(async (file: string, opts, cmd: Command) => {
-      if (opts.executor !== "local" && opts.executor !== "inline") {
-        throw new LabError(`--executor must be "local" or "inline", got "${opts.executor}"`);
+      if (!["local", "slurm", "inline"].includes(opts.executor)) {
+        throw new LabError(
+          `--executor must be "local", "slurm" or "inline", got "${opts.executor}"`,
+        );
       }
+      if (opts.executor !== "slurm") refuseSlurmFlags(opts, opts.executor);
       const results = resultsDir(cmd);
       if (opts.dryRun) {
         const plan = await planPipeline(await loadPipelineFile(file), {
@@ -83,7 +92,7 @@ export function register(program: Command): void {
         });
         const summary = await executePlan(plan, {
           resultsDir: results,
-          executor: opts.executor,
+          executor: opts.executor === "slurm" ? slurmExecutorFrom(opts, loaded) : opts.executor,
           jobs: opts.jobs,
           gpuJobs: opts.gpuJobs,
           reporter,
