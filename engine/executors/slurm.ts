@@ -24,7 +24,8 @@ import { settingHint, type SlurmSettings, stageJobArgs, stageOverrides } from ".
 export interface SlurmExecutorOptions {
   /** Milliseconds between squeue calls (default LAB_SLURM_POLL_MS or 1000). */
   pollMs?: number;
-  /** Seconds to wait for a finished job's cache entry to show on this side (default 10). */
+  /** Seconds to wait for a finished job's cache entry to show on this side
+   * (default LAB_SLURM_ENTRY_WAIT_S or 10). */
   entryWaitS?: number;
 }
 
@@ -49,7 +50,7 @@ export class SlurmExecutor implements Executor {
     this.settings = settings;
     this.slots = settings.maxJobs ?? 100;
     this.pollMs = opts.pollMs ?? (Number(Deno.env.get("LAB_SLURM_POLL_MS")) || 1000);
-    this.entryWaitS = opts.entryWaitS ?? 10;
+    this.entryWaitS = opts.entryWaitS ?? (Number(Deno.env.get("LAB_SLURM_ENTRY_WAIT_S")) || 10);
   }
 
   /** Checks sbatch and the options (sbatch --test-only); finds live jobs of an earlier run. */
