@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine (munged, slurmctld, slurmd as root), for trying the
 # slurm executor and for CI. `tasks/slurm_local.sh` starts it (a second call finds it running),
-# `tasks/slurm_local.sh stop` stops it. Needs root and Debian's slurm-wlm and munge
-# (installed here when missing). State, spool and logs live under $LAB_SLURM_DIR.
+# `tasks/slurm_local.sh stop` stops it. Needs root and Debian's Slurm (slurm-wlm's parts:
+# slurmctld, slurmd, slurm-client) and munge, installed here when missing. State, spool and
+# logs live under $LAB_SLURM_DIR (default /tmp/lab-slurm).
 set -euo pipefail
 
 DIR=${LAB_SLURM_DIR:-/tmp/lab-slurm}
@@ -33,9 +34,13 @@ fi
 
 [ "$(id -u)" = 0 ] || die "run as root (the daemons of a one-node cluster run as root)"
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
+  ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+  command -v apt-get >/dev/null || die "install Slurm (slurmctld, slurmd, client commands) and munge"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+  # slurm-wlm without its recommends (the -dev plugins): a third of the packages.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    slurmctld slurmd slurm-client munge >/dev/null
 fi
 
 # Already up: the controller answers and the node is usable.

@@ -230,3 +230,59 @@ slurmTest(
     assert.equal(waitOutputs.length, 4);
   },
 );
+
+slurmTest("an unknown partition is refused before anything runs, naming the option", async () => {
+  const p = tempProject();
+  const file = p.write("p.ts", basicPipeline("bad-partition", [1]));
+  const r = await lab(
+    ["run", file, "--results", p.results, "--executor", "slurm", "--partition", "nosuch"],
+    { env: ENV },
+  );
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(
+    r.stderr,
+    /^error: --executor slurm: sbatch refused a test job \(--partition=nosuch\)/,
+  );
+  assert.match(r.stderr, /invalid partition specified: nosuch.*fix --partition/);
+});
+
+/** True when this machine lets a process have a mount namespace of its own. */
+const privateMounts = new Deno.Command("unshare", { args: ["-m", "true"], stderr: "null" })
+  .outputSync().success;
+if (slurmUp && !privateMounts) {
+  console.log("unshared results folder test skipped: `unshare -m` is not allowed here");
+}
+
+Deno.test({
+  name: "a job whose cache entry never shows on the coordinator's side is an error that says why",
+  ignore: !slurmUp || !privateMounts,
+  fn: async () => {
+    const p = tempProject();
+    const file = p.write(
+      "p.ts",
+      `import { pipeline } from "${ENGINE}";
+import { source } from "${FIXTURE_STAGES}";
+export default pipeline("unshared", () => { source({ n: 2 }); });
+`,
+    );
+    // The job's Deno sees a private, empty results/cache: as on a node whose results folder is
+    // a local disk rather than the shared file system.
+    const cache = join(p.results, "cache");
+    const wrapper = p.write(
+      "private_cache_deno.sh",
+      `#!/bin/sh
+mkdir -p '${cache}'
+exec unshare -m sh -c 'mount -t tmpfs lab-private "$0" && exec "$@"' '${cache}' '${Deno.execPath()}' "$@"
+`,
+    );
+    Deno.chmodSync(wrapper, 0o755);
+    const r = await lab(["run", file, "--results", p.results, "--executor", "slurm"], {
+      env: { ...ENV, LAB_SLURM_DENO: wrapper, LAB_SLURM_ENTRY_WAIT_S: "1" },
+    });
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(
+      r.stdout,
+      /Slurm job \d+ COMPLETED on \S+, but its cache entry never appeared on the coordinator's side/,
+    );
+  },
+});
