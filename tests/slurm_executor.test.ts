@@ -23,8 +23,27 @@ if (!slurmUp) {
       "start one with `sudo tasks/slurm_local.sh`",
   );
 }
+/** Coordinators a test started, and their results folders: cleaned up even when it fails. */
+const started: { child: Deno.ChildProcess; results: string }[] = [];
 const slurmTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name, ignore: !slurmUp, fn });
+  Deno.test({
+    name,
+    ignore: !slurmUp,
+    fn: async () => {
+      try {
+        await fn();
+      } finally {
+        for (const { child, results } of started.splice(0)) {
+          try {
+            child.kill("SIGKILL");
+          } catch { /* already ended */ }
+          await child.output().catch(() => {});
+          const ids = (await liveJobs(results)).map((j) => j.id);
+          if (ids.length) await new Deno.Command("scancel", { args: ids }).output();
+        }
+      }
+    },
+  });
 
 /** Fast polling for tests; the default (1 s) is kinder to a busy controller. */
 const ENV = { LAB_SLURM_POLL_MS: "200" };
@@ -43,13 +62,15 @@ async function liveJobs(results: string): Promise<{ id: string; state: string; n
 
 /** Starts `lab run FILE --executor slurm` in the background. */
 function startCoordinator(file: string, results: string): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: labCommandArgs(["run", file, "--results", results, "--executor", "slurm"]),
     cwd: ROOT,
     env: { NO_COLOR: "1", ...ENV },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  started.push({ child, results });
+  return child;
 }
 
 /** Waits (polling squeue) until a job of stage `name` runs; returns its id. */
@@ -285,4 +306,61 @@ exec unshare -m sh -c 'mount -t tmpfs lab-private "$0" && exec "$@"' '${cache}' 
       /Slurm job \d+ COMPLETED on \S+, but its cache entry never appeared on the coordinator's side/,
     );
   },
+});
+
+/** Runs scontrol with `args` (retrying while the job is between states); true when it took. */
+async function scontrol(args: string[]): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    if ((await new Deno.Command("scontrol", { args, stderr: "null" }).output()).success) {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+slurmTest("a requeued job is followed to its end and its stage counted once", async () => {
+  const p = tempProject();
+  const flag = join(p.dir, "go");
+  const file = waitingPipeline(p, flag);
+  const coordinator = startCoordinator(file, p.results);
+  const jobId = await runningJob(p.results, "wait");
+  assert.ok(await scontrol(["requeue", jobId]));
+  // Slurm holds a requeued job back for a while (BeginTime): once it is pending again, let it
+  // start now, until it runs its second attempt.
+  const jobText = () =>
+    new TextDecoder().decode(
+      new Deno.Command("scontrol", { args: ["show", "job", "-o", jobId], stdout: "piped" })
+        .outputSync().stdout,
+    );
+  await until(
+    () => {
+      const text = jobText();
+      if (/JobState=PENDING/.test(text)) {
+        new Deno.Command("scontrol", { args: ["update", `jobid=${jobId}`, "StartTime=now"] })
+          .outputSync();
+      }
+      return /JobState=RUNNING/.test(text) && /Restarts=1/.test(text);
+    },
+    60_000,
+    "the requeued job to run again",
+  );
+  Deno.writeTextFileSync(flag, "");
+  const out = await coordinator.output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stdout));
+  const rows = await queryRows(p.results, "SELECT name, status FROM stages WHERE name = 'wait'");
+  assert.deepEqual(rows, [{ name: "wait", status: "ok" }]);
+  const metrics = await queryRows(
+    p.results,
+    "SELECT count(*)::INT AS n FROM metrics WHERE name = 'waited'",
+  );
+  assert.deepEqual(metrics, [{ n: 1 }]);
+  // Both attempts wrote to the same output file: one job, one stage.
+  const outs = [...Deno.readDirSync(join(p.results, "slurm"))].map((e) => e.name)
+    .filter((n) => n.endsWith(`.${jobId}.out`));
+  assert.equal(outs.length, 1);
+  assert.match(
+    Deno.readTextFileSync(join(p.results, "slurm", outs[0].replace(/out$/, "err"))),
+    /REQUEUE/,
+  );
 });

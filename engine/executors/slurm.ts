@@ -135,6 +135,7 @@ export class SlurmExecutor implements Executor {
     let result: NodeResult | undefined;
     let cancelledByUs = false;
     let seen = "";
+    let started = false;
     for (;;) {
       if (signal.aborted && !cancelledByUs) {
         cancelledByUs = true;
@@ -154,7 +155,11 @@ export class SlurmExecutor implements Executor {
             (job.reason && job.reason !== "None" ? ` (${job.reason})` : ""),
         );
       }
-      if (job.state === "PENDING" && seen.startsWith("RUNNING")) {
+      // A requeued job (node failure, preemption, scontrol requeue) keeps its id and goes back
+      // to PENDING: the same stage, followed on, counted once.
+      if (job.state === "RUNNING") started = true;
+      else if (job.state === "PENDING" && started) {
+        started = false;
         hooks.onLog?.(`Slurm job ${jobId} was requeued; following its next attempt`);
       }
       seen = now;
