@@ -1,6 +1,8 @@
 import { resolve } from "node:path";
 import { executeNode, type NodeResult } from "./execute.ts";
 import { WORKER_MARK } from "./executor.ts";
+import { localEnvironmentFor, pinEnvironment } from "./environment.ts";
+import { canonicalJson } from "./canonical.ts";
 import { loadPipelineFile, planPipeline } from "./plan.ts";
 
 const enc = new TextEncoder();
@@ -40,6 +42,7 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
   }
   let result: NodeResult;
   try {
+    const keyEnv = pinnedKeyEnvironment();
     const loaded = await loadPipelineFile(opts.pipeline);
     const plan = await planPipeline(loaded, {
       resultsDir: resolve(opts.results),
@@ -51,11 +54,20 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
         status: "failed",
         wallS: 0,
         error: {
-          message:
-            `no stage with key ${opts.key} in ${loaded.displayFile} (was it edited during the run?)`,
+          message: `no stage with key ${opts.key} in ${loaded.displayFile}: this worker plans it ` +
+            `differently from the coordinator (was the pipeline or a stage edited during the run?)`,
         },
       };
     } else {
+      const here = localEnvironmentFor(found.stage.device);
+      if (keyEnv && canonicalJson(here) !== canonicalJson(found.env)) {
+        emit({
+          t: "log",
+          message: `this node's environment ${canonicalJson(here)} differs from the ` +
+            `coordinator's ${canonicalJson(found.env)}, which the key keeps; provenance ` +
+            `records this node's`,
+        });
+      }
       found.forced = !!opts.replace;
       result = await executeNode(found, plan, {
         onProgress: (done, total, message) => emit({ t: "progress", done, total, message }),
@@ -73,4 +85,16 @@ export async function runNodeWorker(opts: WorkerOptions): Promise<number> {
   emit({ t: "result", result: slim });
   // A failed stage exits 1 so that a batch system (Slurm) records the job as FAILED too.
   return result.status === "interrupted" ? 130 : result.status === "failed" ? 1 : 0;
+}
+
+/** The variable through which a remote executor passes the coordinator's key environment. */
+export const KEY_ENV_VARIABLE = "LAB_KEY_ENV";
+
+/** Pins the environment LAB_KEY_ENV carries (JSON: device -> environment); returns it. */
+function pinnedKeyEnvironment(): Record<string, Record<string, unknown>> | undefined {
+  const text = Deno.env.get(KEY_ENV_VARIABLE);
+  if (!text) return undefined;
+  const byDevice = JSON.parse(text);
+  pinEnvironment(byDevice);
+  return byDevice;
 }

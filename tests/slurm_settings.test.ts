@@ -2,7 +2,9 @@
 // and the errors of `lab run --executor slurm` where Slurm is missing or misused.
 import assert from "node:assert/strict";
 import { dirname } from "node:path";
-import type { PlanNode } from "../engine/plan.ts";
+import { loadPipelineFile, type PlanNode, planPipeline } from "../engine/plan.ts";
+import { CacheStore } from "../engine/cache.ts";
+import { pinEnvironment } from "../engine/environment.ts";
 import {
   checkSlurmSettings,
   mergeSlurmSettings,
@@ -143,4 +145,27 @@ Deno.test("lab run --executor slurm without Slurm installed says what to install
   const local = await lab(["run", file, "--results", p.results, "--partition", "gpu"]);
   assert.equal(local.code, 2);
   assert.match(local.stderr, /--partition only apply with --executor slurm/);
+});
+
+Deno.test("a worker on another machine finds its stage by the coordinator's key environment", async () => {
+  const p = tempProject();
+  const file = p.write("p.ts", basicPipeline("pinned", [1]));
+  const coordinatorEnv = { cpu: { cpu: "the login node's CPU", cores: 64 } };
+  pinEnvironment(coordinatorEnv);
+  let key: string;
+  try {
+    const plan = await planPipeline(await loadPipelineFile(file), { resultsDir: p.results });
+    key = plan.nodes.find((n) => n.kind === "source")!.key;
+  } finally {
+    pinEnvironment({});
+  }
+  const args = ["run-node", "--pipeline", file, "--key", key, "--results", p.results];
+  // Without the coordinator's environment, this machine's gives another key.
+  const lost = await lab(args);
+  assert.equal(lost.code, 1);
+  assert.match(lost.stdout, /no stage with key [0-9a-f]+ in .*plans it differently/);
+  const found = await lab(args, { env: { LAB_KEY_ENV: JSON.stringify(coordinatorEnv) } });
+  assert.equal(found.code, 0, found.stdout + found.stderr);
+  assert.match(found.stdout, /this node's environment \{\} differs from the coordinator's/);
+  assert.equal(new CacheStore(p.results).readMeta(key).key, key);
 });

@@ -6,6 +6,7 @@ import { LabError } from "../errors.ts";
 import type { NodeHooks, NodeResult } from "../execute.ts";
 import { type Executor, handleWorkerLine, workerCommand } from "../executor.ts";
 import type { Plan, PlanNode } from "../plan.ts";
+import { KEY_ENV_VARIABLE } from "../worker.ts";
 import { fileEnd, FileTail } from "./file_tail.ts";
 import {
   cancelJobs,
@@ -109,8 +110,12 @@ export class SlurmExecutor implements Executor {
     Deno.mkdirSync(dir, { recursive: true });
     const deno = this.settings.deno ?? Deno.execPath();
     const cmd = [deno, ...workerCommand(plan, node)].map(shellQuote).join(" ");
+    // The worker keys stages with this coordinator's environment: a compute node's CPU model or
+    // core count may differ from the login node's, and the key must be the one planned here.
+    const keyEnv = Object.fromEntries(plan.nodes.map((n) => [n.stage.device, n.env]));
     const script = `#!/bin/sh\n# lab stage ${node.name} (${node.kind})\n` +
-      `export NO_COLOR=1\nexec ${cmd}\n`;
+      `export NO_COLOR=1 ${KEY_ENV_VARIABLE}=${shellQuote(JSON.stringify(keyEnv))}\n` +
+      `exec ${cmd}\n`;
     return await submitJob([
       `--job-name=lab:${node.name}`,
       `--comment=${jobTag(node.key, plan.resultsDir)}`,
