@@ -100,10 +100,19 @@ slurmTest("a pipeline run as Slurm jobs gives the same rows as the local executo
   const text = basicPipeline("same-rows", [1, 2, 3]);
   const s = await runPipeline(local.write("p.ts", text), { resultsDir: local.results });
   assert.equal(s.status, "ok");
-  const r = await lab(
-    ["run", viaSlurm.write("p.ts", text), "--results", viaSlurm.results, "--executor", "slurm"],
-    { env: ENV },
-  );
+  const r = await lab([
+    "run",
+    viaSlurm.write("p.ts", text),
+    "--results",
+    viaSlurm.results,
+    "--executor",
+    "slurm",
+    "--time",
+    "7",
+    "--cpus-per-stage",
+    "1",
+    "--slurm-arg=--nice=5",
+  ], { env: ENV });
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /\[slurm, \d+ jobs\]/);
   for (const sql of ROWS_SQL) {
@@ -115,6 +124,15 @@ slurmTest("a pipeline run as Slurm jobs gives the same rows as the local executo
   const outs = [...Deno.readDirSync(join(viaSlurm.results, "slurm"))]
     .filter((e) => e.name.endsWith(".out"));
   assert.equal(outs.length, 5);
+  // The flags reached sbatch.
+  const job = await new Deno.Command("scontrol", {
+    args: ["show", "job", "-o", outs[0].name.split(".")[1]],
+    stdout: "piped",
+  }).output();
+  const shown = new TextDecoder().decode(job.stdout);
+  assert.match(shown, /TimeLimit=00:07:00/);
+  assert.match(shown, /Nice=5/);
+  assert.match(shown, /NumCPUs=1 /);
 });
 
 slurmTest(
