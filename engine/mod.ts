@@ -43,6 +43,8 @@ export {
 } from "./plan.ts";
 export { CacheStore, type EntryInfo } from "./cache.ts";
 export { type Executor, InlineExecutor, LocalExecutor } from "./executor.ts";
+export { SlurmExecutor, type SlurmExecutorOptions } from "./executors/slurm.ts";
+export type { SlurmSettings, StageResources } from "./executors/slurm_settings.ts";
 export { executeNode, type NodeHooks, type NodeResult } from "./execute.ts";
 export {
   executePlan,

@@ -88,6 +88,21 @@ async function runningJob(results: string, name: string): Promise<string> {
   return id;
 }
 
+/** Time limit of each stage's job (by stage key), from its output file name and scontrol. */
+async function timeLimits(results: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const e of Deno.readDirSync(join(results, "slurm"))) {
+    const [key, jobId, ext] = e.name.split(".");
+    if (ext !== "out") continue;
+    const shown = await new Deno.Command("scontrol", {
+      args: ["show", "job", "-o", jobId],
+      stdout: "piped",
+    }).output();
+    out.set(key, new TextDecoder().decode(shown.stdout).match(/TimeLimit=(\S+)/)?.[1] ?? "");
+  }
+  return out;
+}
+
 const ROWS_SQL = [
   "SELECT key, name, value FROM metrics ORDER BY key, name",
   "SELECT key, dataset, metric, value, tokens FROM evals ORDER BY key",
@@ -151,7 +166,7 @@ export default pipeline("fails", () => {
   combine([scale(broken, { factor: 5 }).named("after_crash")]);
   scale(src, { factor: 2, fail: true }).named("fails");
   scale(src, { factor: 3 }).named("fine");
-});
+}, { slurm: { time: "8", stages: { fine: { time: "9" } } } });
 `,
     );
     const r = await lab(["run", file, "--results", p.results, "--executor", "slurm"], { env: ENV });
@@ -167,6 +182,12 @@ export default pipeline("fails", () => {
     assert.equal(by["source"].status, "ok");
     assert.equal(by["fine"].status, "ok");
     assert.equal(rows.length, 6);
+    // The pipeline file's slurm settings, with the per-stage override, reached the jobs.
+    const limits = await timeLimits(p.results);
+    const keys = await queryRows(p.results, "SELECT name, key FROM stages");
+    const keyOf = Object.fromEntries(keys.map((x) => [x.name, String(x.key)]));
+    assert.equal(limits.get(keyOf["fine"]), "00:09:00");
+    assert.equal(limits.get(keyOf["source"]), "00:08:00");
   },
 );
 

@@ -79,11 +79,16 @@ export class SlurmExecutor implements Executor {
   }
 
   /** Submits the node's job (or follows one an earlier run left running) until it ends. */
-  async run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal) {
+  async run(
+    node: PlanNode,
+    plan: Plan,
+    hooks: NodeHooks,
+    signal: AbortSignal,
+  ): Promise<NodeResult> {
     const t0 = performance.now();
     const cache = new CacheStore(plan.resultsDir);
     // An earlier run's job may have finished it since the plan was made.
-    if (!node.forced && cache.has(node.key)) return { status: "ok" as const, wallS: 0 };
+    if (!node.forced && cache.has(node.key)) return { status: "ok", wallS: 0 };
     let jobId = node.forced ? undefined : this.#adoptable.get(node.key);
     if (jobId) hooks.onLog?.(`following Slurm job ${jobId}, submitted by an earlier run`);
     else {
@@ -94,7 +99,7 @@ export class SlurmExecutor implements Executor {
         const message = `sbatch refused the job of stage "${node.name}": ${e.message}; ${
           settingHint(e.message)
         }`;
-        return { status: "failed" as const, wallS: 0, error: { message } };
+        return { status: "failed", wallS: 0, error: { message } };
       }
     }
     this.live.add(jobId);
