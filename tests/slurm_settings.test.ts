@@ -8,6 +8,7 @@ import { pinEnvironment } from "../engine/environment.ts";
 import {
   checkSlurmSettings,
   mergeSlurmSettings,
+  settingHint,
   slurmSettingsFromEnv,
   stageJobArgs,
 } from "../engine/executors/slurm_settings.ts";
@@ -116,10 +117,23 @@ Deno.test("a job's Slurm state becomes a result that says what happened and what
     assert.match(r.error!.message, new RegExp(`^Slurm job 42 ${state} on n1`));
     assert.match(r.error!.message, /stderr ends:\nboom\njob output: \/r\/slurm\/k.42.out$/);
   }
-  // Cancelled by this run (Ctrl-C): interrupted, not failed.
+  // Slurm's refusals name the option to fix.
+  assert.match(
+    settingHint("Invalid account or account/partition combination specified"),
+    /--account/,
+  );
+  assert.match(
+    settingHint("Unable to contact slurm controller (connect failure)"),
+    /scontrol ping/,
+  );
+  // Cancelled by this run (Ctrl-C): interrupted, not failed; unless it had finished by then.
   assert.equal(
-    jobOutcome(facts({ end: end("CANCELLED"), cancelledByUs: true })).status,
+    jobOutcome(facts({ end: end("CANCELLED"), cancelledByUs: true, result: undefined })).status,
     "interrupted",
+  );
+  assert.equal(
+    jobOutcome(facts({ end: end("COMPLETED"), cancelledByUs: true })).status,
+    "ok",
   );
   // Finished, but the entry is not visible here: the results folder is not shared.
   const unshared = jobOutcome(facts({ entryVisible: false }));

@@ -46,6 +46,7 @@ export class SlurmExecutor implements Executor {
   #adoptable = new Map<string, string>();
   #poll: Promise<Map<string, QueuedJob> | undefined> | undefined;
   #lastGoodPoll = performance.now();
+  #unloadHooked = false;
 
   constructor(settings: SlurmSettings = {}, opts: SlurmExecutorOptions = {}) {
     this.settings = settings;
@@ -75,7 +76,10 @@ export class SlurmExecutor implements Executor {
       }
     }
     // A coordinator that exits (a second Ctrl-C, Deno.exit) leaves no job behind.
-    globalThis.addEventListener("unload", () => cancelJobsSync([...this.live]));
+    if (!this.#unloadHooked) {
+      this.#unloadHooked = true;
+      globalThis.addEventListener("unload", () => cancelJobsSync([...this.live]));
+    }
   }
 
   /** Submits the node's job (or follows one an earlier run left running) until it ends. */

@@ -57,7 +57,10 @@ const ADVICE: Record<string, (f: JobFacts) => string> = {
 export function jobOutcome(f: JobFacts): NodeResult {
   const state = f.end?.state ?? "UNKNOWN";
   const wallS = f.result?.wallS ?? f.wallS;
-  if (f.cancelledByUs) return { status: "interrupted", wallS, error: { message: "interrupted" } };
+  // Cancelled by this run (Ctrl-C) unless the stage had finished by then.
+  if (f.cancelledByUs && f.result?.status !== "ok") {
+    return { status: "interrupted", wallS, error: { message: "interrupted" } };
+  }
   const where = f.end?.nodes ? ` on ${f.end.nodes}` : "";
   const head = `Slurm job ${f.jobId} ${state}`;
   if (f.result?.status === "ok" || (state === "COMPLETED" && !f.result)) {

@@ -123,9 +123,12 @@ export function stageJobArgs(node: PlanNode, settings: SlurmSettings): string[] 
 
 /** Which setting to change for an sbatch refusal, judged from Slurm's message. */
 export function settingHint(message: string): string {
+  if (/contact slurm controller|connection refused|slurm_load/i.test(message)) {
+    return "no Slurm controller answers: check `scontrol ping` and the cluster's slurm.conf";
+  }
   const hints: [RegExp, string][] = [
-    [/partition/i, "--partition (LAB_SLURM_PARTITION, slurm.partition)"],
     [/account/i, "--account (LAB_SLURM_ACCOUNT, slurm.account)"],
+    [/partition/i, "--partition (LAB_SLURM_PARTITION, slurm.partition)"],
     [/qos/i, "--qos (LAB_SLURM_QOS, slurm.qos)"],
     [/time limit|time specification/i, "--time (LAB_SLURM_TIME, slurm.time)"],
     [/memory/i, "--mem (LAB_SLURM_MEM, slurm.mem)"],
