@@ -30,7 +30,7 @@ export function register(program: Command): void {
     .option("--dry-run", "show the plan (cached / to-run / blocked) and run nothing")
     .option(
       "-j, --jobs <n>",
-      "concurrent CPU stages (default: number of cores)",
+      "concurrent CPU stages (default: number of cores; with --executor slurm, jobs queued: 100)",
       positiveInt("--jobs"),
     )
     .option(
