@@ -11,7 +11,13 @@ import * as torch from "../ffi/mod.ts";
 import type { LlamaModel } from "../models/llama.ts";
 import { loadIntoScheme, loadModel } from "../models/load.ts";
 import { profileGeneration } from "../models/profile/generation.ts";
-import { type Example, type Method, prepareMethod, seededRng, train } from "../models/train/mod.ts";
+import {
+  type Example,
+  type Method,
+  prepareMethod,
+  seededRandom,
+  train,
+} from "../models/train/mod.ts";
 
 /** Figures of one scheme (`scheme` mode). */
 export interface SchemeFigures {
@@ -165,7 +171,7 @@ function measureLoad(dir: string, scheme: string): LoadFigures {
 
 // Repeating motifs give the loss something to learn, as bench/train.ts does.
 function syntheticExamples(n: number, seq: number, vocab: number): Example[] {
-  const rng = seededRng(1);
+  const rng = seededRandom(1);
   return Array.from({ length: n }, () => {
     const motif = Array.from({ length: 8 }, () => 3 + Math.floor(rng() * (vocab - 3)));
     const ids = Array.from({ length: seq }, (_, t) => motif[t % 8]);

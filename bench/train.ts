@@ -8,7 +8,13 @@ import { fileURLToPath } from "node:url";
 import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/load.ts";
 import { createTinyModel } from "../models/tiny.ts";
-import { type Example, type Method, prepareMethod, seededRng, train } from "../models/train/mod.ts";
+import {
+  type Example,
+  type Method,
+  prepareMethod,
+  seededRandom,
+  train,
+} from "../models/train/mod.ts";
 import { pythonWithTorch, runPython } from "./python.ts";
 
 interface Opts {
@@ -62,7 +68,7 @@ function rssNow(): number {
 }
 
 function syntheticBatch(n: number, seq: number, vocab: number, seed: number): Example[] {
-  const rng = seededRng(seed);
+  const rng = seededRandom(seed);
   // Repeating short motifs give a learnable signal, so the loss moves during the run.
   return Array.from({ length: n }, () => {
     const motif = Array.from({ length: 8 }, () => 3 + Math.floor(rng() * (vocab - 3)));

@@ -1,7 +1,7 @@
 import type { SlurmSettings } from "./executors/slurm_settings.ts";
-import type { StageDef } from "./stage.ts";
-import type { Coords, Scalar } from "./types.ts";
+import type { Coords, Scalar, StageDef } from "./types.ts";
 import { fromYaml } from "./yaml.ts";
+import { seededRandom } from "../seeded_random.ts";
 
 export const HANDLE: unique symbol = Symbol.for("lab.handle");
 export const PIPELINE: unique symbol = Symbol.for("lab.pipeline");
@@ -164,7 +164,7 @@ export class BuildContext {
         if (!Number.isInteger(opts.n) || opts.n < 0) {
           throw new TypeError(`sample: n must be a non-negative integer, got ${opts.n}`);
         }
-        const rand = mulberry32(opts.seed ?? 0);
+        const rand = seededRandom(opts.seed ?? 0);
         // Partial Fisher-Yates on indices, then restore grid order so output is stable and readable.
         const idx = points.map((_, i) => i);
         for (let i = 0; i < n; i++) {
@@ -205,17 +205,6 @@ function toScalar(v: unknown): Scalar {
   }
   if (v === undefined) return null;
   return JSON.stringify(v);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function makeHandle(kind: string, target: NodeSpec | { ref: string }): StageHandle {

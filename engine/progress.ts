@@ -1,5 +1,5 @@
 import type { Plan, PlanNode } from "./plan.ts";
-import type { NodeOutcome, RunSummary } from "./runner.ts";
+import type { NodeOutcome, RunSummary } from "./run_types.ts";
 
 /** Receives what a run does, to show it. */
 export interface Reporter {

@@ -13,32 +13,10 @@ import {
   planPipeline,
 } from "./plan.ts";
 import type { Reporter } from "./progress.ts";
+import type { NodeOutcome, NodeStatus, RunSummary } from "./run_types.ts";
 import type { ResultWriter, RunRow, StageRow } from "./store.ts";
 
-export type NodeStatus = "ok" | "cached" | "failed" | "skipped" | "interrupted" | "excluded";
-
-/** How a node ended in a run. */
-export interface NodeOutcome {
-  node: PlanNode;
-  status: NodeStatus;
-  wallS: number;
-  error?: { message: string; stack?: string };
-}
-
-/** What a run did. */
-export interface RunSummary {
-  runId: string;
-  pipeline: string;
-  file: string;
-  status: "ok" | "failed" | "interrupted";
-  wallS: number;
-  counts: Record<NodeStatus, number>;
-  outcomes: NodeOutcome[];
-  failures: NodeOutcome[];
-  plan: Plan;
-  /** Result rows loaded into DuckDB during this run. */
-  rowsLoaded: number;
-}
+export type { NodeOutcome, NodeStatus, RunSummary } from "./run_types.ts";
 
 export interface RunOptions {
   /** Results folder (default: LAB_RESULTS or ./results). */

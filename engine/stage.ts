@@ -2,7 +2,9 @@ import { z } from "zod";
 import type { Device } from "./environment.ts";
 import { currentBuild, HANDLE, isHandle, type NodeSpec, type StageHandle } from "./build.ts";
 import { asFileUrl, callerLocation } from "./source_hash.ts";
-import type { InputInfo, StageContext } from "./types.ts";
+import type { InputInfo, StageContext, StageDef } from "./types.ts";
+
+export type { StageDef } from "./types.ts";
 
 type InputName<S extends string> = S extends `${infer R}[]` ? R
   : S extends `${infer R}?` ? R
@@ -51,19 +53,6 @@ export interface StageDefinition<
   keyExtra?: (params: z.output<S>, cwd: string) => unknown | Promise<unknown>;
   /** Does the work. May return JSON, kept as meta.output and shown to descendants as input.output. */
   run: (ctx: StageContext<z.output<S>, InputsOf<I>>) => unknown | Promise<unknown>;
-}
-
-/** Runtime description of a stage kind. */
-export interface StageDef {
-  kind: string;
-  schema: z.ZodType;
-  inputs: { name: string; optional: boolean; list: boolean }[];
-  device: Device;
-  exclusive: boolean;
-  moduleUrl: string;
-  definedAt?: { line: number; col: number };
-  keyExtra?: (params: never, cwd: string) => unknown | Promise<unknown>;
-  run: (ctx: StageContext<never, never>) => unknown | Promise<unknown>;
 }
 
 /** A stage builder: call it inside a pipeline to add a node; it returns the node's handle. */

@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import type { Device } from "./environment.ts";
 
 /** A sweep coordinate value. */
@@ -85,4 +86,17 @@ export interface StageContext<
   progress(done: number, total?: number, message?: string): void;
   /** A log line, kept in the entry's log.txt and shown by the progress display. */
   log(message: string): void;
+}
+
+/** Runtime description of a stage kind. */
+export interface StageDef {
+  kind: string;
+  schema: z.ZodType;
+  inputs: { name: string; optional: boolean; list: boolean }[];
+  device: Device;
+  exclusive: boolean;
+  moduleUrl: string;
+  definedAt?: { line: number; col: number };
+  keyExtra?: (params: never, cwd: string) => unknown | Promise<unknown>;
+  run: (ctx: StageContext<never, never>) => unknown | Promise<unknown>;
 }

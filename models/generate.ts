@@ -2,7 +2,7 @@
 // preallocated KV cache, then decode one token per step.
 import { cat, type Tensor, tidy } from "../ffi/mod.ts";
 import { LabError } from "../errors.ts";
-import type { LlamaModel } from "./llama.ts";
+import type { CausalLM } from "./causal_lm.ts";
 import { checkPositions, checkTokenIds } from "./limits.ts";
 import {
   isGreedy,
@@ -58,7 +58,7 @@ export interface GenerateResult {
 
 /** Rows of prompt ids from strings (through the tokenizer) or ids. */
 function promptRows(
-  model: LlamaModel,
+  model: CausalLM,
   prompts: readonly (readonly number[])[] | readonly string[] | string,
   addSpecial: boolean,
 ): number[][] {
@@ -85,7 +85,7 @@ function promptRows(
 
 /** Generates continuations of `prompts` with `model`. */
 export function generate(
-  model: LlamaModel,
+  model: CausalLM,
   prompts: readonly (readonly number[])[] | readonly string[] | string,
   opts: GenerateOptions = {},
 ): GenerateResult {
@@ -198,7 +198,7 @@ export function generate(
  * Refuses NaN or Inf logits: argmax over them picks an arbitrary token (often a stop token, so
  * the text comes out empty) and sampling turns them into garbage, both without an error.
  */
-function assertFiniteLogits(model: LlamaModel, logits: Tensor, step: number): void {
+function assertFiniteLogits(model: CausalLM, logits: Tensor, step: number): void {
   const ok = tidy(() => logits.isfinite().all().item() !== 0);
   if (ok) return;
   throw new LabError(

@@ -3,10 +3,10 @@
 // past its tables and a bad id reads a wrong row or raises a bare RangeError, so the numbers that
 // come out are silently wrong. Every path (evaluate, generate, profile, analyze) asks here.
 import { LabError } from "../errors.ts";
-import type { LlamaModel } from "./llama.ts";
+import type { CausalLM } from "./causal_lm.ts";
 
 /** The config.json a model came from, for messages. */
-function configOf(model: LlamaModel): string {
+function configOf(model: CausalLM): string {
   return model.source ? `${model.source.replace(/\/+$/, "")}/config.json` : "its config.json";
 }
 
@@ -15,7 +15,7 @@ function configOf(model: LlamaModel): string {
  * (what to change, in the caller's terms, e.g. "set contextLength to 512 or less").
  */
 export function checkPositions(
-  model: LlamaModel,
+  model: CausalLM,
   positions: number,
   what: string,
   fix: string,
@@ -37,7 +37,7 @@ export function checkPositions(
  * and config.json disagree (`fromTokenizer`); ids a caller passed are simply out of range.
  */
 export function checkTokenIds(
-  model: LlamaModel,
+  model: CausalLM,
   ids: readonly number[],
   what: string,
   fromTokenizer = true,

@@ -10,29 +10,9 @@ import type { TextTokenizer } from "./tokenizer.ts";
 import { fusedForward, fusedWeightHandles } from "./fused.ts";
 import { lookupEmbedding, tableBytes, tableParams } from "./embedding.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "./generate.ts";
+import type { ForwardOptions, TokenIds } from "./causal_lm.ts";
 
-/** Token ids: rows of numbers, or an int64 tensor `[batch, seq]`. */
-export type TokenIds = readonly (readonly number[])[] | Tensor;
-
-/** Options of a forward pass. */
-export interface ForwardOptions {
-  /**
-   * 1 for real tokens, 0 for (left) padding, over the cached slots and the new
-   * ones: `[batch, cache.length + seq]`. Absent: every slot is real.
-   */
-  attentionMask?: readonly (readonly number[])[] | Tensor;
-  /** Position ids `[batch, seq]`; by default derived from the mask (or `cache.length + t`). */
-  positionIds?: readonly (readonly number[])[] | Tensor;
-  /** Cache to read past keys/values from and append this step's to. */
-  cache?: KVCache;
-  /** "all" (default): logits for every position; "last": only the last. */
-  logits?: "all" | "last";
-  /**
-   * Use the fused C++ forward when every projection is dense (default true);
-   * false runs the TypeScript composition it is tested against.
-   */
-  fused?: boolean;
-}
+export type { ForwardOptions, TokenIds } from "./causal_lm.ts";
 
 /** What forwardDetailed returns. */
 export interface ForwardOutput {

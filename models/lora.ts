@@ -20,7 +20,7 @@ import { Linear, type LinearLayer } from "./linear.ts";
 import type { LlamaModel } from "./llama.ts";
 import { QuantizedLinear } from "./quant/quantized_linear.ts";
 import { loadSafetensors, saveSafetensors } from "./safetensors.ts";
-import { saveCheckpoint } from "./train/checkpoint.ts";
+import { saveCheckpoint } from "./save_checkpoint.ts";
 
 /** An adapter, a config or a target list that cannot be used, with the reason and the fix. */
 export class LoraError extends LabError {

@@ -11,17 +11,7 @@ export interface SamplingOptions {
   topP?: number;
 }
 
-/** A small seeded PRNG (mulberry32): uniform numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../seeded_random.ts";
 
 /** Checks sampling options, throwing a RangeError that names the bad one. */
 export function validateSampling(o: SamplingOptions): void {

@@ -2,7 +2,7 @@
 // template (loss on the response only), plain text chunked into blocks, a
 // seeded train/validation split, and a count of the records that could not be used.
 import { LabError } from "../../errors.ts";
-import { seededRandom } from "../sampling.ts";
+import { seededRandom } from "../../seeded_random.ts";
 import type { TextTokenizer } from "../tokenizer.ts";
 
 /** Label value the loss ignores (as PyTorch's cross_entropy ignore_index). */
@@ -402,8 +402,16 @@ export function textBlocks(path: string, opts: TextOptions): Dataset {
 
 // ---------------------------------------------------------------- splitting
 
-/** mulberry32: a small seeded generator in [0, 1). */
-export const seededRng: (seed: number) => () => number = seededRandom;
+/** A padded micro-batch: ids `[B, T]` and next-token labels `[B, T-1]` as flat arrays. */
+export interface Batch {
+  ids: number[][];
+  /** Targets of positions 0..T-2 (labels shifted left by one). */
+  targets: BigInt64Array;
+  /** Input tokens that are not padding. */
+  tokens: number;
+  /** Positions that carry a loss. */
+  targetCount: number;
+}
 
 /** Fisher–Yates shuffle of a copy, driven by `rng`. */
 export function shuffled<T>(items: readonly T[], rng: () => number): T[] {
@@ -426,7 +434,7 @@ export function splitDataset<T>(items: readonly T[], opts: { valFraction: number
   if (!(opts.valFraction >= 0 && opts.valFraction < 1)) {
     throw new RangeError(`valFraction must be in [0, 1), got ${opts.valFraction}`);
   }
-  const s = shuffled(items, seededRng(opts.seed));
+  const s = shuffled(items, seededRandom(opts.seed));
   let nVal = Math.round(s.length * opts.valFraction);
   if (opts.valFraction > 0 && nVal === 0 && s.length >= 2) nVal = 1;
   return { train: s.slice(nVal), val: s.slice(0, nVal) };

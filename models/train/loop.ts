@@ -15,8 +15,9 @@ import {
 } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
 import { setLoraTraining } from "../lora.ts";
-import { checkpointedBackward } from "./checkpointing.ts";
-import { type Example, IGNORE_INDEX, seededRng, shuffled } from "./data.ts";
+import { checkpointedBackward } from "./activation_recompute.ts";
+import { seededRandom } from "../../seeded_random.ts";
+import { type Batch, type Example, IGNORE_INDEX, shuffled } from "./data.ts";
 
 /** A learning-rate schedule after warm-up. */
 export type Schedule = "constant" | "linear" | "cosine";
@@ -132,17 +133,6 @@ export function lrAt(
   return cfg.lr * 0.5 * (1 + Math.cos(Math.PI * progress));
 }
 
-/** A padded micro-batch: ids `[B, T]` and next-token labels `[B, T-1]` as flat arrays. */
-export interface Batch {
-  ids: number[][];
-  /** Targets of positions 0..T-2 (labels shifted left by one). */
-  targets: BigInt64Array;
-  /** Input tokens that are not padding. */
-  tokens: number;
-  /** Positions that carry a loss. */
-  targetCount: number;
-}
-
 /** Right-pads examples into one batch; padding positions carry no loss. */
 export function makeBatch(examples: readonly Example[], padId: number): Batch {
   const T = Math.max(...examples.map((e) => e.inputIds.length));
@@ -220,7 +210,7 @@ export async function train(
   const pad = model.config.padTokenId ?? 0;
   const evalBs = cfg.evalBatchSize ?? cfg.batchSize;
   manualSeed(cfg.seed);
-  const rng = seededRng(cfg.seed);
+  const rng = seededRandom(cfg.seed);
   const trainableParams = trainable.reduce((s, t) => s + t.numel, 0);
   const totalParams = model.parameterCount();
 

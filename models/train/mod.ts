@@ -1,7 +1,9 @@
 // Fine-tuning: data, methods (full / LoRA / QLoRA), the training loop and checkpoint writing.
+export { seededRandom } from "../../seeded_random.ts";
 export {
   type BadReason,
   type BadRecords,
+  type Batch,
   DataError,
   type Dataset,
   DEFAULT_TEMPLATE,
@@ -15,7 +17,6 @@ export {
   type RawRecord,
   readRecords,
   renderInstruction,
-  seededRng,
   shuffled,
   splitDataset,
   textBlocks,
@@ -23,7 +24,6 @@ export {
   tokenizeInstructions,
 } from "./data.ts";
 export {
-  type Batch,
   DEFAULT_TRAIN,
   type EvalRow,
   evaluateLoss,
@@ -45,5 +45,5 @@ export {
   prepareMethod,
   quantizeForQlora,
 } from "./methods.ts";
-export { saveCheckpoint, type SaveCheckpointOptions } from "./checkpoint.ts";
-export { checkpointedBackward } from "./checkpointing.ts";
+export { saveCheckpoint, type SaveCheckpointOptions } from "../save_checkpoint.ts";
+export { checkpointedBackward } from "./activation_recompute.ts";

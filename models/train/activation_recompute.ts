@@ -19,8 +19,7 @@ import type { ModelConfig } from "../config.ts";
 import type { LlamaModel } from "../llama.ts";
 import { applyRope, invFreqTensor, ropeTables } from "../rope.ts";
 import type { LayerWeights } from "../weights.ts";
-import { IGNORE_INDEX } from "./data.ts";
-import type { Batch } from "./loop.ts";
+import { type Batch, IGNORE_INDEX } from "./data.ts";
 
 function layerForward(
   c: ModelConfig,

@@ -1,13 +1,13 @@
 // Writes a model's current weights as a Hugging Face checkpoint folder that
 // loadModel (and transformers) read back: config.json, model.safetensors and
 // the tokenizer files of the folder it was loaded from.
-import { cat, type DType, noGrad, type Tensor, tidy } from "../../ffi/mod.ts";
-import { Linear, type LinearLayer } from "../linear.ts";
-import type { LlamaModel } from "../llama.ts";
-import { QuantizedLinear } from "../quant/quantized_linear.ts";
-import { CastLinear } from "../quant/cast_linear.ts";
-import { isPacked } from "../embedding.ts";
-import { saveSafetensors } from "../safetensors.ts";
+import { cat, type DType, noGrad, type Tensor, tidy } from "../ffi/mod.ts";
+import { Linear, type LinearLayer } from "./linear.ts";
+import type { LlamaModel } from "./llama.ts";
+import { QuantizedLinear } from "./quant/quantized_linear.ts";
+import { CastLinear } from "./quant/cast_linear.ts";
+import { isPacked } from "./embedding.ts";
+import { saveSafetensors } from "./safetensors.ts";
 
 const COPIED = [
   "generation_config.json",
