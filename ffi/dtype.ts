@@ -69,7 +69,7 @@ export function isFloating(d: DType): boolean {
   return d.startsWith("float") || d === "bfloat16";
 }
 
-/** Typed arrays accepted as tensor data, and what `Tensor#data()` returns. */
+/** Typed arrays accepted as tensor data. */
 export type TypedArray =
   | Float32Array
   | Float64Array
@@ -79,6 +79,9 @@ export type TypedArray =
   | Int32Array
   | BigInt64Array
   | Uint16Array;
+
+/** What `Tensor#data()` returns: a TypedArray, never Uint16Array (16-bit floats are widened). */
+export type TensorData = Exclude<TypedArray, Uint16Array>;
 
 /** The dtype a typed array holds by default. */
 export function dtypeOfArray(a: TypedArray): DType {

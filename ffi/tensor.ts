@@ -1,6 +1,6 @@
 // The TypeScript Tensor over the shim's opaque handles.
 import { check, checkStatus, L, lastError, TorchError } from "./lib.ts";
-import { type DType, dtypeCode, dtypeName, ITEM_SIZE } from "./dtype.ts";
+import { type DType, dtypeCode, dtypeName, ITEM_SIZE, type TensorData } from "./dtype.ts";
 import { BINARY, DIM_OP, INDEX_OP, REDUCE, RSCALAR, SHAPE_OP, UNARY } from "./ops.ts";
 import { track, untrack } from "./scope.ts";
 import { requireDevice } from "./device.ts";
@@ -159,14 +159,7 @@ export class Tensor {
   }
 
   /** Elements as a typed array (float16/bfloat16 are widened to Float32Array). */
-  data():
-    | Float32Array
-    | Float64Array
-    | Int8Array
-    | Uint8Array
-    | Int16Array
-    | Int32Array
-    | BigInt64Array {
+  data(): TensorData {
     const dt = this.dtype;
     if (dt === "float16" || dt === "bfloat16" || dt === "float8_e4m3fn") {
       using f = this.to("float32");

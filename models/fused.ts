@@ -9,7 +9,7 @@ import type { KVCache } from "./kv_cache.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import { QuantizedLinear } from "./quant/quantized_linear.ts";
 import { CastLinear } from "./quant/cast_linear.ts";
-import type { ModelWeights } from "./weights.ts";
+import { layerProjections, type ModelWeights } from "./weights.ts";
 
 const ptr = (t: Tensor | null): bigint => (t ? BigInt(Deno.UnsafePointer.value(t.handle)) : 0n);
 
@@ -54,8 +54,7 @@ export function fusedWeightHandles(w: ModelWeights): BigUint64Array | null {
   for (const l of w.layers) {
     out[at] = ptr(l.inputNorm);
     out[at + 1] = ptr(l.postAttentionNorm);
-    const projs = [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj];
-    for (const [i, p] of projs.entries()) {
+    for (const [i, p] of layerProjections(l).entries()) {
       if (!writeProj(out, at + 2 + PROJ_SLOTS * i, p)) return null;
     }
     at += LAYER_SLOTS;

@@ -5,7 +5,7 @@ import type { ModelConfig } from "./config.ts";
 import { KVCache } from "./kv_cache.ts";
 import { attentionMask, positionIdsFromPadding } from "./attention_mask.ts";
 import { applyRope, invFreqTensor, ropeTables } from "./rope.ts";
-import type { LayerWeights, ModelWeights } from "./weights.ts";
+import { layerProjections, type LayerWeights, type ModelWeights } from "./weights.ts";
 import type { TextTokenizer } from "./tokenizer.ts";
 import { fusedForward, fusedWeightHandles } from "./fused.ts";
 import { lookupEmbedding, tableBytes, tableParams } from "./embedding.ts";
@@ -230,7 +230,7 @@ export class LlamaModel {
     if (!this.config.tieWordEmbeddings) n += w.lmHead.parameterCount();
     for (const l of w.layers) {
       n += l.inputNorm.numel + l.postAttentionNorm.numel;
-      for (const p of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) {
+      for (const p of layerProjections(l)) {
         n += p.parameterCount();
       }
     }
@@ -245,7 +245,7 @@ export class LlamaModel {
     if (!this.config.tieWordEmbeddings) n += w.lmHead.weightBytes();
     for (const l of w.layers) {
       n += b(l.inputNorm) + b(l.postAttentionNorm);
-      for (const p of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) {
+      for (const p of layerProjections(l)) {
         n += p.weightBytes();
       }
     }
@@ -262,7 +262,7 @@ export class LlamaModel {
     for (const l of w.layers) {
       l.inputNorm.dispose();
       l.postAttentionNorm.dispose();
-      for (const p of [l.qProj, l.kProj, l.vProj, l.oProj, l.gateProj, l.upProj, l.downProj]) {
+      for (const p of layerProjections(l)) {
         p.dispose();
       }
     }

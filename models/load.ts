@@ -6,7 +6,7 @@ import { ShardedCheckpoint } from "./safetensors.ts";
 import { loadWeights, type LoadWeightsOptions } from "./weights.ts";
 import { loadTokenizer } from "./tokenizer.ts";
 import { isQuantizedFolder, loadQuantizedModel } from "./quant/checkpoint.ts";
-import { applyAdapter } from "./lora.ts";
+import { applyAdapter } from "./lora/mod.ts";
 import type { QuantizationReport } from "./quant/quantize_model.ts";
 import {
   denseWeightBytes,

@@ -1,18 +1,9 @@
-// Names and slots of a model's linear modules, in Hugging Face naming, and glob matching over them.
+// Names and slots of a model's linear modules, in Hugging Face naming (glob.ts matches them).
 import type { LinearLayer } from "./linear.ts";
 import type { LlamaModel } from "./llama.ts";
-import type { LayerWeights } from "./weights.ts";
+import { LAYER_PROJECTIONS } from "./projections.ts";
 
-/** Per-layer projections: the LayerWeights field and its HF module suffix. */
-export const LAYER_PROJECTIONS = [
-  ["qProj", "self_attn.q_proj"],
-  ["kProj", "self_attn.k_proj"],
-  ["vProj", "self_attn.v_proj"],
-  ["oProj", "self_attn.o_proj"],
-  ["gateProj", "mlp.gate_proj"],
-  ["upProj", "mlp.up_proj"],
-  ["downProj", "mlp.down_proj"],
-] as const satisfies readonly (readonly [keyof LayerWeights, string])[];
+export { LAYER_PROJECTIONS } from "./projections.ts";
 
 /** A linear module of a model: its name, current layer, and a way to replace it. */
 export interface ModuleSlot {
@@ -67,15 +58,4 @@ export function linearModules(
     });
   }
   return out;
-}
-
-/**
- * A module-name glob: `*` matches any run of characters (dots included), and a
- * pattern also matches at any dotted suffix, so "q_proj" matches
- * "model.layers.3.self_attn.q_proj" and "model.layers.0.*" matches layer 0 only.
- */
-export function globMatcher(pattern: string): (name: string) => boolean {
-  const body = pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*");
-  const re = new RegExp(`^(?:.*\\.)?${body}$`);
-  return (name) => re.test(name);
 }

@@ -5,6 +5,9 @@ import type { ModelConfig } from "./config.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import { CheckpointError, type ShardedCheckpoint } from "./safetensors.ts";
 import { type EmbeddingTable, isPacked } from "./embedding.ts";
+import { LAYER_PROJECTIONS } from "./projections.ts";
+
+export { LAYER_PROJECTIONS } from "./projections.ts";
 
 /** One decoder layer's parameters. */
 export interface LayerWeights {
@@ -17,6 +20,14 @@ export interface LayerWeights {
   gateProj: LinearLayer;
   upProj: LinearLayer;
   downProj: LinearLayer;
+}
+
+// Every LAYER_PROJECTIONS field must be a LayerWeights projection.
+LAYER_PROJECTIONS satisfies readonly (readonly [keyof LayerWeights, string])[];
+
+/** A layer's seven projections in LAYER_PROJECTIONS' order (the fused C++ forward's order too). */
+export function layerProjections(lw: LayerWeights): LinearLayer[] {
+  return LAYER_PROJECTIONS.map(([field]) => lw[field]);
 }
 
 /**

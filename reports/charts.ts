@@ -5,6 +5,7 @@
  */
 import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
+import { PROJECTION_NAMES } from "../models/projections.ts";
 import type { ReportData, Row, SectionData } from "./data.ts";
 
 /** A rendered chart: its SVG, or the note that stands in for it. */
@@ -28,16 +29,7 @@ const WIDTH = 680;
 const MAX_LABELS = 30;
 const MAX_SERIES_LABELS = 12;
 const MAX_VARIANTS = 6;
-const MODULE_ORDER = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-  "lm_head",
-];
+const MODULE_ORDER = [...PROJECTION_NAMES, "lm_head"];
 
 const num = (v: unknown): number | null => {
   if (v === null || v === undefined || v === "") return null;

@@ -6,6 +6,8 @@
 import { join } from "node:path";
 import { databasePath, LabDatabase, type StageRow } from "../engine/store.ts";
 import type { Row } from "../engine/types.ts";
+import { PROJECTION_NAMES } from "../models/projections.ts";
+import { seededRandom } from "../seeded_random.ts";
 
 /** The hand-made configurations of the small sample: name, weight MB, PPL, decode tok/s. */
 export const SAMPLE_CONFIGS: [string, number, number, number][] = [
@@ -45,25 +47,7 @@ export interface SampleSummary {
   warnings: number;
 }
 
-export const SAMPLE_MODULES = [
-  "q_proj",
-  "k_proj",
-  "v_proj",
-  "o_proj",
-  "gate_proj",
-  "up_proj",
-  "down_proj",
-];
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
+export const SAMPLE_MODULES = PROJECTION_NAMES;
 
 /** Writes a synthetic lab.duckdb (and its run manifest) into `resultsDir`. */
 export async function writeSampleResults(
@@ -83,7 +67,7 @@ export async function writeSampleResults(
     seed: 7,
     ...opts,
   };
-  const rand = rng(o.seed);
+  const rand = seededRandom(o.seed);
   Deno.mkdirSync(join(resultsDir, "runs"), { recursive: true });
   const db = await LabDatabase.open(databasePath(resultsDir));
   const runId = "20250101T000000Z-sample";

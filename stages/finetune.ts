@@ -8,7 +8,7 @@ import { defineStage, type InputInfo } from "../engine/mod.ts";
 import { loadModel } from "../models/load.ts";
 import { assertFiniteWeights } from "../models/finite_weights.ts";
 import { checkPositions } from "../models/limits.ts";
-import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora.ts";
+import { applyAdapter, mergeAdapter, saveAdapter } from "../models/lora/mod.ts";
 import {
   type Dataset,
   describeBad,

@@ -5,7 +5,6 @@ import { createTinyModel } from "../models/tiny.ts";
 import {
   applyAdapter,
   applyLora,
-  linearModules,
   LoraError,
   loraLayers,
   LoRALinear,
@@ -15,7 +14,8 @@ import {
   mergeAdapter,
   saveAdapter,
   selectModules,
-} from "../models/lora.ts";
+} from "../models/lora/mod.ts";
+import { linearModules } from "../models/modules.ts";
 import { readHeader, saveSafetensors } from "../models/safetensors.ts";
 import * as torch from "../ffi/mod.ts";
 import { assertClose } from "./helpers.ts";
@@ -87,7 +87,7 @@ Deno.test("target modules: PEFT suffix names, globs, all-linear, and clear error
   assert.ok(matchesTarget("model.layers.3.mlp.up_proj", "up_proj"));
   assert.ok(!matchesTarget("model.layers.3.mlp.up_proj", "p_proj"));
   assert.throws(() => selectModules(m, ["qq_proj"]), LoraError);
-  assert.equal(linearModules(m).length, 15);
+  assert.equal(linearModules(m, { includeTiedHead: true }).length, 15);
 });
 
 Deno.test("LoRA parameter gradients match finite differences (float64)", () => {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { runPipeline } from "../engine/mod.ts";
 import { createTinyModel } from "../models/tiny.ts";
 import { loadModel } from "../models/mod.ts";
-import { applyAdapter } from "../models/lora.ts";
+import { applyAdapter } from "../models/lora/mod.ts";
 import { ENGINE, queryRows, tempProject } from "./engine_helpers.ts";
 
 const STAGE = new URL("../stages/finetune.ts", import.meta.url).href;

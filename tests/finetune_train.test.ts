@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { Linear, type LlamaModel, loadModel } from "../models/mod.ts";
 import { createTinyModel } from "../models/tiny.ts";
-import { loraLayers, LoRALinear } from "../models/lora.ts";
+import { loraLayers, LoRALinear } from "../models/lora/mod.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import {
   checkpointedBackward,

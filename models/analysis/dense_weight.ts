@@ -3,7 +3,7 @@ import { type Tensor, tidy } from "../../ffi/mod.ts";
 import { Linear, type LinearLayer } from "../linear.ts";
 import { CastLinear } from "../quant/cast_linear.ts";
 import { QuantizedLinear } from "../quant/quantized_linear.ts";
-import { LoRALinear } from "../lora.ts";
+import { LoRALinear } from "../lora/mod.ts";
 
 /** float32 `[out, in]` weight of `layer`, or null for a kind this does not know. */
 export function denseWeight(layer: LinearLayer): Tensor | null {

@@ -1,11 +1,13 @@
 // Quantizes a loaded model's linear modules in place, per a scheme and per-module overrides.
-import { type DType, type Tensor, tidy } from "../../ffi/mod.ts";
+import { type DType, type Tensor } from "../../ffi/mod.ts";
 import { Linear, type LinearLayer } from "../linear.ts";
 import type { LlamaModel } from "../llama.ts";
 import { CastLinear } from "./cast_linear.ts";
-import { globMatcher, linearModules } from "../modules.ts";
+import { moduleGlob } from "../../glob.ts";
+import { linearModules } from "../modules.ts";
 import { QuantizedLinear } from "./quantized_linear.ts";
 import { parseScheme, type Scheme } from "./schemes.ts";
+import { relativeError } from "./relative_error.ts";
 import { isPacked } from "../embedding.ts";
 
 /** How to quantize a model. */
@@ -82,7 +84,7 @@ function resolveScheme(name: string, opts: QuantizeOptions): { scheme: Scheme; e
   let scheme = HEAD_MODULES.has(name) ? headScheme(base) : base;
   let explicit = false;
   for (const [glob, s] of Object.entries(opts.keep ?? {})) {
-    if (globMatcher(glob)(name)) [scheme, explicit] = [parseScheme(s), true];
+    if (moduleGlob(glob)(name)) [scheme, explicit] = [parseScheme(s), true];
   }
   return { scheme, explicit };
 }
@@ -167,38 +169,15 @@ export function quantizeLinear(
   return dense;
 }
 
-/** Elements of a weight whose error is measured in one piece; larger ones go by row blocks. */
-export const ERROR_CHUNK = 1 << 24;
+export { ERROR_CHUNK, relativeError } from "./relative_error.ts";
 
-/**
- * ‖W − W'‖_F / ‖W‖_F of a module against its original weight; above ERROR_CHUNK elements the
- * difference is formed in row blocks, so a large head never needs two dense fp32 copies.
- */
-export function relativeError(original: Tensor, replaced: LinearLayer): number {
-  return tidy(() => {
-    let dense: Tensor;
-    if (replaced instanceof QuantizedLinear) dense = replaced.dequantize("float32");
-    else if (replaced instanceof Linear || replaced instanceof CastLinear) dense = replaced.weight;
-    else return NaN;
-    if (original.numel <= ERROR_CHUNK) {
-      const o = original.to("float32");
-      return dense.to("float32").sub(o).norm().item() / Math.max(o.norm().item(), 1e-30);
-    }
-    const rows = original.shape[0];
-    const per = Math.max(1, Math.floor(ERROR_CHUNK / (original.numel / rows)));
-    let diff = 0, base = 0;
-    for (let r = 0; r < rows; r += per) {
-      const n = Math.min(per, rows - r);
-      tidy(() => {
-        const o = original.narrow(0, r, n).to("float32");
-        const d = dense.narrow(0, r, n).to("float32").sub(o).norm().item();
-        const b = o.norm().item();
-        diff += d * d;
-        base += b * b;
-      });
-    }
-    return Math.sqrt(diff) / Math.max(Math.sqrt(base), 1e-30);
-  });
+/** ‖W − W'‖_F / ‖W‖_F of a module against its original weight; NaN for a layer kind it cannot read. */
+export function layerRelativeError(original: Tensor, replaced: LinearLayer): number {
+  if (replaced instanceof QuantizedLinear) return replaced.relativeError(original);
+  if (replaced instanceof Linear || replaced instanceof CastLinear) {
+    return relativeError(original, replaced.weight);
+  }
+  return NaN;
 }
 
 /** A module's row of the quantization report. */
@@ -234,7 +213,7 @@ function quantizeEmbedding(
     return moduleRow(EMBED_MODULE, scheme, new Linear(table), 0); // stays as it is
   }
   const next = quantizeLinear(table, null, scheme, model.dtype, simulate);
-  const relError = relativeError(table, next);
+  const relError = layerRelativeError(table, next);
   const packed = !(next instanceof Linear);
   w.embedTokens = packed ? next as QuantizedLinear | CastLinear : (next as Linear).weight;
   if (tied) w.lmHead = packed ? next : new Linear(w.embedTokens as Tensor);
@@ -281,7 +260,7 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
           `Pick another scheme for it, e.g. keep: { "${slot.name}": "int8" }`,
       );
     }
-    const relError = relativeError(current.weight, next);
+    const relError = layerRelativeError(current.weight, next);
     current.dispose();
     slot.set(next);
     modules.push(moduleRow(slot.name, scheme, next, relError));

@@ -10,6 +10,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { PackedTable } from "../embedding.ts";
 import type { Scheme } from "./schemes.ts";
+import { relativeError } from "./relative_error.ts";
 
 type QuantScheme = Exclude<Scheme, { kind: "cast" }>;
 
@@ -89,10 +90,7 @@ export class QuantizedLinear implements PackedTable {
 
   /** Relative Frobenius error ‖W − dequant(Q(W))‖ / ‖W‖ against the original weight. */
   relativeError(original: Tensor): number {
-    return tidy(() => {
-      const w = original.to("float32");
-      return this.dequantize("float32").sub(w).norm().item() / Math.max(w.norm().item(), 1e-30);
-    });
+    return tidy(() => relativeError(original, this.dequantize("float32")));
   }
 
   parameterCount(): number {

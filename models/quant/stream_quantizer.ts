@@ -20,12 +20,12 @@ import {
   ERROR_CHUNK,
   fitModuleScheme,
   fitTableScheme,
+  layerRelativeError,
   type ModuleQuantization,
   moduleRow,
   moduleSchemes,
   type QuantizationReport,
   type QuantizeOptions,
-  relativeError,
 } from "./quantize_model.ts";
 import { packedBytes, parseScheme, type Scheme } from "./schemes.ts";
 
@@ -274,7 +274,7 @@ export class StreamingQuantizer {
       ? NaN
       : blocks
       ? Math.sqrt(diff) / Math.max(Math.sqrt(base), 1e-30)
-      : relativeError(weight, next);
+      : layerRelativeError(weight, next);
     this.#seconds += (performance.now() - started) / 1000;
     return { next, relError };
   }

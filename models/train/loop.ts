@@ -14,7 +14,7 @@ import {
   tidy,
 } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
-import { setLoraTraining } from "../lora.ts";
+import { setLoraTraining } from "../lora/mod.ts";
 import { checkpointedBackward } from "./activation_recompute.ts";
 import { seededRandom } from "../../seeded_random.ts";
 import { type Batch, type Example, IGNORE_INDEX, shuffled } from "./data.ts";

@@ -5,7 +5,8 @@ import type { Tensor } from "../../ffi/mod.ts";
 import { Linear } from "../linear.ts";
 import { isPacked } from "../embedding.ts";
 import type { LlamaModel } from "../llama.ts";
-import { applyLora, linearModules, type LoraOptions, loraParameters } from "../lora.ts";
+import { applyLora, type LoraOptions, loraParameters } from "../lora/mod.ts";
+import { linearModules } from "../modules.ts";
 import { QuantizedLinear } from "../quant/quantized_linear.ts";
 import { parseScheme } from "../quant/schemes.ts";
 
@@ -26,7 +27,7 @@ export function denseParameters(model: LlamaModel): Tensor[] {
     out.add(l.inputNorm);
     out.add(l.postAttentionNorm);
   }
-  for (const s of linearModules(model)) {
+  for (const s of linearModules(model, { includeTiedHead: true })) {
     const l = s.get();
     if (!(l instanceof Linear)) {
       throw new Error(
@@ -48,7 +49,7 @@ export function quantizeForQlora(model: LlamaModel, scheme = "nf4"): string[] {
   const s = parseScheme(scheme);
   if (s.kind === "cast") throw new Error(`QLoRA needs a quantized scheme, got ${scheme}`);
   const names: string[] = [];
-  for (const slot of linearModules(model)) {
+  for (const slot of linearModules(model, { includeTiedHead: true })) {
     if (slot.name === "lm_head") continue;
     const l = slot.get();
     if (!(l instanceof Linear)) continue;
