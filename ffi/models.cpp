@@ -4,6 +4,7 @@
 // freeing cost a sizeable share of the time the weight reads take.
 #include "shim.h"
 #include "quant_ops.h"
+#include "shim_internal.h"
 
 #include <ATen/ATen.h>
 
@@ -148,16 +149,8 @@ lt_tensor lt_llama_forward(const uint64_t* weights, int32_t n_layers, int32_t nh
     at::Tensor logits = apply(normed, read_proj(weights + kProjSlots + 1, "lm_head"));
     if (logits.scalar_type() != at::kFloat) logits = logits.to(at::kFloat);
     return new at::Tensor(std::move(logits));
-  } catch (const c10::Error& e) {
-    std::string s(e.what());
-    auto pos = s.find("\nException raised from");
-    lt_set_error((pos == std::string::npos ? s : s.substr(0, pos)).c_str());
-  } catch (const std::exception& e) {
-    lt_set_error(e.what());
-  } catch (...) {
-    lt_set_error("unknown C++ exception in lt_llama_forward");
   }
-  return nullptr;
+  LT_CATCH(nullptr)
 }
 
 }  // extern "C"

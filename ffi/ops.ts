@@ -1,4 +1,5 @@
-// Op codes of the shim's generic entry points; must match the switches in shim.cpp.
+// Op codes of the shim's generic entry points; shim_internal.h names the same codes and
+// tests/ffi_codes.test.ts checks that the native switches accept exactly these.
 
 /** lt_unary codes. */
 export const UNARY = {
@@ -63,6 +64,9 @@ export const BINARY = {
   logicalOr: 23,
   atan2: 24,
 } as const;
+
+/** BINARY ops with no number form: lt_binary_scalar refuses them (their methods take a Tensor). */
+export const TENSOR_ONLY_BINARY = ["matmul", "bmm", "logicalAnd", "logicalOr", "atan2"] as const;
 
 /** lt_binary_scalar codes with the scalar on the left. */
 export const RSCALAR = { rsub: 30, rdiv: 31, rpow: 32 } as const;

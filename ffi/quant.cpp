@@ -17,6 +17,7 @@
 #include <ATen/Parallel.h>
 #include "qkernels.h"
 #include "quant_ops.h"
+#include "shim_internal.h"
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
@@ -28,7 +29,6 @@
 #include <string>
 #include <vector>
 
-extern "C" void lt_set_error(const char* msg);
 
 namespace {
 
@@ -86,12 +86,8 @@ struct Nearest {
   }
 };
 
-at::Tensor& H(void* h) {
-  if (h == nullptr) throw std::invalid_argument("null tensor handle");
-  return *static_cast<at::Tensor*>(h);
-}
-
-void* wrap(at::Tensor t) { return new at::Tensor(std::move(t)); }
+using lt::T;
+using lt::wrap;
 
 void expect(const at::Tensor& t, at::ScalarType st, const char* what) {
   if (t.scalar_type() != st) {
@@ -516,11 +512,7 @@ struct FrozenQuantLinear : public torch::autograd::Function<FrozenQuantLinear> {
   }
 };
 
-std::vector<at::Tensor> handles(void* const* hs, int32_t n) {
-  std::vector<at::Tensor> v;
-  for (int32_t i = 0; i < n; i++) v.push_back(H(hs[i]));
-  return v;
-}
+using lt::handles;
 
 }  // namespace
 
@@ -603,17 +595,6 @@ at::Tensor packed_rows(int kind, const std::vector<at::Tensor>& t, const int64_t
 
 }  // namespace lab
 
-#define LQ_CATCH(fail)                                        \
-  catch (const c10::Error& e) {                               \
-    std::string m = e.what();                                 \
-    auto pos = m.find("\nException raised from");             \
-    lt_set_error((pos == std::string::npos ? m : m.substr(0, pos)).c_str()); \
-  }                                                           \
-  catch (const std::exception& e) {                           \
-    lt_set_error(e.what());                                   \
-  }                                                           \
-  return fail;
-
 extern "C" {
 
 // The instruction set of the packed kernels: wanted < 0 asks, 0/1/2 forces scalar / AVX2 /
@@ -636,7 +617,7 @@ int32_t lt_q_has_float8(void) {
 int32_t lt_q_quantize(int32_t kind, void* w, const int64_t* params, void** out) {
   try {
     at::NoGradGuard guard;
-    const at::Tensor& wt = H(w);
+    const at::Tensor& wt = T(w);
     std::vector<at::Tensor> r;
     if (kind == 0 || kind == 4) {
       if (wt.dim() != 2) throw std::invalid_argument("per-channel quantization needs a 2-D weight");
@@ -663,7 +644,7 @@ int32_t lt_q_quantize(int32_t kind, void* w, const int64_t* params, void** out) 
     for (size_t i = 0; i < r.size(); i++) out[i] = wrap(r[i]);
     return static_cast<int32_t>(r.size());
   }
-  LQ_CATCH(-1)
+  LT_CATCH(-1)
 }
 
 // Dequantizes to a [out, in] tensor of `dtype` (composed = 1: the tensor-op reference path).
@@ -675,7 +656,7 @@ void* lt_q_dequantize(int32_t kind, void* const* hs, int32_t n, const int64_t* p
     auto w = composed ? dequantize_ops(kind, t, params) : dequantize(kind, t, params);
     return wrap(w.to(static_cast<at::ScalarType>(dtype)));
   }
-  LQ_CATCH(nullptr)
+  LT_CATCH(nullptr)
 }
 
 // Rows `ids` (int64, any shape) of the dense weight, as float32 [*ids.shape, in]: an embedding
@@ -683,28 +664,28 @@ void* lt_q_dequantize(int32_t kind, void* const* hs, int32_t n, const int64_t* p
 void* lt_q_rows(int32_t kind, void* const* hs, int32_t n, const int64_t* params, void* ids) {
   try {
     at::NoGradGuard guard;
-    return wrap(lab::packed_rows(kind, handles(hs, n), params, H(ids)));
+    return wrap(lab::packed_rows(kind, handles(hs, n), params, T(ids)));
   }
-  LQ_CATCH(nullptr)
+  LT_CATCH(nullptr)
 }
 
 // y = x @ dequant(W)ᵀ + bias, with the dequantized weight alive only during the call.
 void* lt_q_linear(int32_t kind, void* x, void* const* hs, int32_t n, const int64_t* params,
                   void* bias) {
   try {
-    const at::Tensor& xt = H(x);
+    const at::Tensor& xt = T(x);
     std::vector<at::Tensor> t = handles(hs, n);
     if (at::GradMode::is_enabled() && xt.requires_grad()) {
       std::vector<int64_t> p(params, params + 4);
       at::Tensor y = FrozenQuantLinear::apply(xt, static_cast<int64_t>(kind), t, p);
-      if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
+      if (bias != nullptr) y = y + T(bias).to(xt.scalar_type());
       return wrap(y);
     }
     at::Tensor y = lab::packed_linear(kind, xt, t, params);
-    if (bias != nullptr) y = y + H(bias).to(xt.scalar_type());
+    if (bias != nullptr) y = y + T(bias).to(xt.scalar_type());
     return wrap(y);
   }
-  LQ_CATCH(nullptr)
+  LT_CATCH(nullptr)
 }
 
 }  // extern "C"

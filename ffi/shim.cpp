@@ -1,5 +1,6 @@
 // C ABI over ATen. See shim.h for the conventions; op codes match ffi/ops.ts.
 #include "shim.h"
+#include "shim_internal.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -33,20 +34,8 @@ void set_error(const std::string& msg) {
   g_error = msg;
 }
 
-// Strips the C++ backtrace libtorch appends, keeping the readable first part.
-std::string clean(const char* what) {
-  std::string s(what);
-  auto pos = s.find("\nException raised from");
-  if (pos != std::string::npos) s = s.substr(0, pos);
-  return s;
-}
-
-at::Tensor& T(lt_tensor h) {
-  if (h == nullptr) throw std::invalid_argument("null tensor handle");
-  return *static_cast<at::Tensor*>(h);
-}
-
-lt_tensor wrap(at::Tensor t) { return new at::Tensor(std::move(t)); }
+using lt::T;
+using lt::wrap;
 
 std::vector<int64_t> vec(const int64_t* p, int32_t n) {
   return std::vector<int64_t>(p, p + (n > 0 ? n : 0));
@@ -74,20 +63,6 @@ at::Scalar scalar_for(const at::Tensor& t, double s) {
 }
 
 }  // namespace
-
-#define LT_BEGIN try {
-#define LT_END(fail)                          \
-  }                                           \
-  catch (const c10::Error& e) {               \
-    set_error(clean(e.what()));               \
-  }                                           \
-  catch (const std::exception& e) {           \
-    set_error(clean(e.what()));               \
-  }                                           \
-  catch (...) {                               \
-    set_error("unknown C++ exception");       \
-  }                                           \
-  return fail;
 
 extern "C" {
 
@@ -235,37 +210,37 @@ lt_tensor lt_unary(int32_t op, lt_tensor h) {
   LT_BEGIN
   const at::Tensor& a = T(h);
   switch (op) {
-    case 0: return wrap(at::neg(a));
-    case 1: return wrap(at::abs(a));
-    case 2: return wrap(at::exp(a));
-    case 3: return wrap(at::log(a));
-    case 4: return wrap(at::sqrt(a));
-    case 5: return wrap(at::rsqrt(a));
-    case 6: return wrap(at::tanh(a));
-    case 7: return wrap(at::sigmoid(a));
-    case 8: return wrap(at::silu(a));
-    case 9: return wrap(at::gelu(a));
-    case 10: return wrap(at::relu(a));
-    case 11: return wrap(at::sin(a));
-    case 12: return wrap(at::cos(a));
-    case 13: return wrap(at::round(a));
-    case 14: return wrap(at::floor(a));
-    case 15: return wrap(at::ceil(a));
-    case 16: return wrap(at::sign(a));
-    case 17: return wrap(at::bitwise_not(a));
-    case 18: return wrap(at::logical_not(a));
-    case 19: return wrap(a.contiguous());
-    case 20: return wrap(a.clone());
-    case 21: return wrap(a.detach());
-    case 22: return wrap(at::isnan(a));
-    case 23: return wrap(at::isinf(a));
-    case 24: return wrap(at::reciprocal(a));
-    case 25: return wrap(at::square(a));
-    case 26: return wrap(at::erf(a));
-    case 27: return wrap(at::gelu(a, "tanh"));
-    case 28: return wrap(at::isfinite(a));
-    case 29: return wrap(at::log1p(a));
-    case 30: return wrap(at::trunc(a));
+    case lt::unary::neg: return wrap(at::neg(a));
+    case lt::unary::abs: return wrap(at::abs(a));
+    case lt::unary::exp: return wrap(at::exp(a));
+    case lt::unary::log: return wrap(at::log(a));
+    case lt::unary::sqrt: return wrap(at::sqrt(a));
+    case lt::unary::rsqrt: return wrap(at::rsqrt(a));
+    case lt::unary::tanh: return wrap(at::tanh(a));
+    case lt::unary::sigmoid: return wrap(at::sigmoid(a));
+    case lt::unary::silu: return wrap(at::silu(a));
+    case lt::unary::gelu: return wrap(at::gelu(a));
+    case lt::unary::relu: return wrap(at::relu(a));
+    case lt::unary::sin: return wrap(at::sin(a));
+    case lt::unary::cos: return wrap(at::cos(a));
+    case lt::unary::round: return wrap(at::round(a));
+    case lt::unary::floor: return wrap(at::floor(a));
+    case lt::unary::ceil: return wrap(at::ceil(a));
+    case lt::unary::sign: return wrap(at::sign(a));
+    case lt::unary::bitwiseNot: return wrap(at::bitwise_not(a));
+    case lt::unary::logicalNot: return wrap(at::logical_not(a));
+    case lt::unary::contiguous: return wrap(a.contiguous());
+    case lt::unary::clone: return wrap(a.clone());
+    case lt::unary::detach: return wrap(a.detach());
+    case lt::unary::isnan: return wrap(at::isnan(a));
+    case lt::unary::isinf: return wrap(at::isinf(a));
+    case lt::unary::reciprocal: return wrap(at::reciprocal(a));
+    case lt::unary::square: return wrap(at::square(a));
+    case lt::unary::erf: return wrap(at::erf(a));
+    case lt::unary::geluTanh: return wrap(at::gelu(a, "tanh"));
+    case lt::unary::isfinite: return wrap(at::isfinite(a));
+    case lt::unary::log1p: return wrap(at::log1p(a));
+    case lt::unary::trunc: return wrap(at::trunc(a));
   }
   throw std::invalid_argument("unknown unary op " + std::to_string(op));
   LT_END(nullptr)
@@ -276,31 +251,31 @@ lt_tensor lt_binary(int32_t op, lt_tensor ha, lt_tensor hb) {
   const at::Tensor& a = T(ha);
   const at::Tensor& b = T(hb);
   switch (op) {
-    case 0: return wrap(at::add(a, b));
-    case 1: return wrap(at::sub(a, b));
-    case 2: return wrap(at::mul(a, b));
-    case 3: return wrap(at::div(a, b));
-    case 4: return wrap(at::pow(a, b));
-    case 5: return wrap(at::maximum(a, b));
-    case 6: return wrap(at::minimum(a, b));
-    case 7: return wrap(at::eq(a, b));
-    case 8: return wrap(at::ne(a, b));
-    case 9: return wrap(at::lt(a, b));
-    case 10: return wrap(at::le(a, b));
-    case 11: return wrap(at::gt(a, b));
-    case 12: return wrap(at::ge(a, b));
-    case 13: return wrap(at::bitwise_and(a, b));
-    case 14: return wrap(at::bitwise_or(a, b));
-    case 15: return wrap(at::bitwise_xor(a, b));
-    case 16: return wrap(at::bitwise_left_shift(a, b));
-    case 17: return wrap(at::bitwise_right_shift(a, b));
-    case 18: return wrap(at::matmul(a, b));
-    case 19: return wrap(at::bmm(a, b));
-    case 20: return wrap(at::remainder(a, b));
-    case 21: return wrap(at::floor_divide(a, b));
-    case 22: return wrap(at::logical_and(a, b));
-    case 23: return wrap(at::logical_or(a, b));
-    case 24: return wrap(at::atan2(a, b));
+    case lt::binary::add: return wrap(at::add(a, b));
+    case lt::binary::sub: return wrap(at::sub(a, b));
+    case lt::binary::mul: return wrap(at::mul(a, b));
+    case lt::binary::div: return wrap(at::div(a, b));
+    case lt::binary::pow: return wrap(at::pow(a, b));
+    case lt::binary::maximum: return wrap(at::maximum(a, b));
+    case lt::binary::minimum: return wrap(at::minimum(a, b));
+    case lt::binary::eq: return wrap(at::eq(a, b));
+    case lt::binary::ne: return wrap(at::ne(a, b));
+    case lt::binary::lt: return wrap(at::lt(a, b));
+    case lt::binary::le: return wrap(at::le(a, b));
+    case lt::binary::gt: return wrap(at::gt(a, b));
+    case lt::binary::ge: return wrap(at::ge(a, b));
+    case lt::binary::bitwiseAnd: return wrap(at::bitwise_and(a, b));
+    case lt::binary::bitwiseOr: return wrap(at::bitwise_or(a, b));
+    case lt::binary::bitwiseXor: return wrap(at::bitwise_xor(a, b));
+    case lt::binary::shiftLeft: return wrap(at::bitwise_left_shift(a, b));
+    case lt::binary::shiftRight: return wrap(at::bitwise_right_shift(a, b));
+    case lt::binary::matmul: return wrap(at::matmul(a, b));
+    case lt::binary::bmm: return wrap(at::bmm(a, b));
+    case lt::binary::remainder: return wrap(at::remainder(a, b));
+    case lt::binary::floorDivide: return wrap(at::floor_divide(a, b));
+    case lt::binary::logicalAnd: return wrap(at::logical_and(a, b));
+    case lt::binary::logicalOr: return wrap(at::logical_or(a, b));
+    case lt::binary::atan2: return wrap(at::atan2(a, b));
   }
   throw std::invalid_argument("unknown binary op " + std::to_string(op));
   LT_END(nullptr)
@@ -311,29 +286,29 @@ lt_tensor lt_binary_scalar(int32_t op, lt_tensor ha, double sv) {
   const at::Tensor& a = T(ha);
   at::Scalar s = scalar_for(a, sv);
   switch (op) {
-    case 0: return wrap(at::add(a, s));
-    case 1: return wrap(at::sub(a, s));
-    case 2: return wrap(at::mul(a, s));
-    case 3: return wrap(at::div(a, s));
-    case 4: return wrap(at::pow(a, s));
-    case 5: return wrap(at::clamp_min(a, s));
-    case 6: return wrap(at::clamp_max(a, s));
-    case 7: return wrap(at::eq(a, s));
-    case 8: return wrap(at::ne(a, s));
-    case 9: return wrap(at::lt(a, s));
-    case 10: return wrap(at::le(a, s));
-    case 11: return wrap(at::gt(a, s));
-    case 12: return wrap(at::ge(a, s));
-    case 13: return wrap(at::bitwise_and(a, s));
-    case 14: return wrap(at::bitwise_or(a, s));
-    case 15: return wrap(at::bitwise_xor(a, s));
-    case 16: return wrap(at::bitwise_left_shift(a, s));
-    case 17: return wrap(at::bitwise_right_shift(a, s));
-    case 20: return wrap(at::remainder(a, s));
-    case 21: return wrap(at::floor_divide(a, at::scalar_tensor(s, a.options())));
-    case 30: return wrap(at::rsub(a, s));
-    case 31: return wrap(at::reciprocal(a) * s);
-    case 32: return wrap(at::pow(s, a));
+    case lt::binary::add: return wrap(at::add(a, s));
+    case lt::binary::sub: return wrap(at::sub(a, s));
+    case lt::binary::mul: return wrap(at::mul(a, s));
+    case lt::binary::div: return wrap(at::div(a, s));
+    case lt::binary::pow: return wrap(at::pow(a, s));
+    case lt::binary::maximum: return wrap(at::clamp_min(a, s));
+    case lt::binary::minimum: return wrap(at::clamp_max(a, s));
+    case lt::binary::eq: return wrap(at::eq(a, s));
+    case lt::binary::ne: return wrap(at::ne(a, s));
+    case lt::binary::lt: return wrap(at::lt(a, s));
+    case lt::binary::le: return wrap(at::le(a, s));
+    case lt::binary::gt: return wrap(at::gt(a, s));
+    case lt::binary::ge: return wrap(at::ge(a, s));
+    case lt::binary::bitwiseAnd: return wrap(at::bitwise_and(a, s));
+    case lt::binary::bitwiseOr: return wrap(at::bitwise_or(a, s));
+    case lt::binary::bitwiseXor: return wrap(at::bitwise_xor(a, s));
+    case lt::binary::shiftLeft: return wrap(at::bitwise_left_shift(a, s));
+    case lt::binary::shiftRight: return wrap(at::bitwise_right_shift(a, s));
+    case lt::binary::remainder: return wrap(at::remainder(a, s));
+    case lt::binary::floorDivide: return wrap(at::floor_divide(a, at::scalar_tensor(s, a.options())));
+    case lt::rscalar::rsub: return wrap(at::rsub(a, s));
+    case lt::rscalar::rdiv: return wrap(at::reciprocal(a) * s);
+    case lt::rscalar::rpow: return wrap(at::pow(s, a));
   }
   throw std::invalid_argument("unknown scalar op " + std::to_string(op));
   LT_END(nullptr)
@@ -351,19 +326,19 @@ lt_tensor lt_reduce(int32_t op, lt_tensor ha, const int64_t* dims, int32_t ndims
     return d[0];
   };
   switch (op) {
-    case 0: return wrap(all ? at::sum(a) : at::sum(a, d, kd));
-    case 1: return wrap(all ? at::mean(a) : at::mean(a, d, kd));
-    case 2: return wrap(at::amax(a, d, kd));
-    case 3: return wrap(at::amin(a, d, kd));
-    case 4: return wrap(all ? at::prod(a) : at::prod(a, one_dim(), kd));
-    case 5: return wrap(all ? at::argmax(a) : at::argmax(a, one_dim(), kd));
-    case 6: return wrap(all ? at::argmin(a) : at::argmin(a, one_dim(), kd));
-    case 7: return wrap(all ? at::std(a) : at::std(a, at::OptionalIntArrayRef(d), true, kd));
-    case 8: return wrap(all ? at::var(a) : at::var(a, at::OptionalIntArrayRef(d), true, kd));
-    case 9: return wrap(all ? at::norm(a) : at::norm(a, 2, d, kd));
-    case 10: return wrap(at::logsumexp(a, all ? std::vector<int64_t>{} : d, kd));
-    case 11: return wrap(all ? at::any(a) : at::any(a, one_dim(), kd));
-    case 12: return wrap(all ? at::all(a) : at::all(a, one_dim(), kd));
+    case lt::reduce::sum: return wrap(all ? at::sum(a) : at::sum(a, d, kd));
+    case lt::reduce::mean: return wrap(all ? at::mean(a) : at::mean(a, d, kd));
+    case lt::reduce::amax: return wrap(at::amax(a, d, kd));
+    case lt::reduce::amin: return wrap(at::amin(a, d, kd));
+    case lt::reduce::prod: return wrap(all ? at::prod(a) : at::prod(a, one_dim(), kd));
+    case lt::reduce::argmax: return wrap(all ? at::argmax(a) : at::argmax(a, one_dim(), kd));
+    case lt::reduce::argmin: return wrap(all ? at::argmin(a) : at::argmin(a, one_dim(), kd));
+    case lt::reduce::std: return wrap(all ? at::std(a) : at::std(a, at::OptionalIntArrayRef(d), true, kd));
+    case lt::reduce::var: return wrap(all ? at::var(a) : at::var(a, at::OptionalIntArrayRef(d), true, kd));
+    case lt::reduce::norm: return wrap(all ? at::norm(a) : at::norm(a, 2, d, kd));
+    case lt::reduce::logsumexp: return wrap(at::logsumexp(a, all ? std::vector<int64_t>{} : d, kd));
+    case lt::reduce::any: return wrap(all ? at::any(a) : at::any(a, one_dim(), kd));
+    case lt::reduce::all: return wrap(all ? at::all(a) : at::all(a, one_dim(), kd));
   }
   throw std::invalid_argument("unknown reduction " + std::to_string(op));
   LT_END(nullptr)
@@ -373,16 +348,16 @@ lt_tensor lt_dim_op(int32_t op, lt_tensor ha, int64_t dim, double arg) {
   LT_BEGIN
   const at::Tensor& a = T(ha);
   switch (op) {
-    case 0: return wrap(at::softmax(a, dim));
-    case 1: return wrap(at::log_softmax(a, dim));
-    case 2: return wrap(at::cumsum(a, dim));
-    case 3: return wrap(at::squeeze(a, dim));
-    case 4: return wrap(at::unsqueeze(a, dim));
-    case 5: return wrap(at::triu(a, static_cast<int64_t>(arg)));
-    case 6: return wrap(at::tril(a, static_cast<int64_t>(arg)));
-    case 7: return wrap(at::flip(a, {dim}));
-    case 8: return wrap(at::squeeze(a));
-    case 9: return wrap(at::repeat_interleave(a, static_cast<int64_t>(arg), dim));
+    case lt::dim_op::softmax: return wrap(at::softmax(a, dim));
+    case lt::dim_op::logSoftmax: return wrap(at::log_softmax(a, dim));
+    case lt::dim_op::cumsum: return wrap(at::cumsum(a, dim));
+    case lt::dim_op::squeeze: return wrap(at::squeeze(a, dim));
+    case lt::dim_op::unsqueeze: return wrap(at::unsqueeze(a, dim));
+    case lt::dim_op::triu: return wrap(at::triu(a, static_cast<int64_t>(arg)));
+    case lt::dim_op::tril: return wrap(at::tril(a, static_cast<int64_t>(arg)));
+    case lt::dim_op::flip: return wrap(at::flip(a, {dim}));
+    case lt::dim_op::squeezeAll: return wrap(at::squeeze(a));
+    case lt::dim_op::repeatInterleave: return wrap(at::repeat_interleave(a, static_cast<int64_t>(arg), dim));
   }
   throw std::invalid_argument("unknown dim op " + std::to_string(op));
   LT_END(nullptr)
@@ -393,11 +368,11 @@ lt_tensor lt_shape_op(int32_t op, lt_tensor ha, const int64_t* shape, int32_t nd
   const at::Tensor& a = T(ha);
   auto s = vec(shape, ndim);
   switch (op) {
-    case 0: return wrap(a.reshape(s));
-    case 1: return wrap(a.view(s));
-    case 2: return wrap(a.permute(s));
-    case 3: return wrap(a.expand(s));
-    case 4: return wrap(a.repeat(s));
+    case lt::shape_op::reshape: return wrap(a.reshape(s));
+    case lt::shape_op::view: return wrap(a.view(s));
+    case lt::shape_op::permute: return wrap(a.permute(s));
+    case lt::shape_op::expand: return wrap(a.expand(s));
+    case lt::shape_op::repeat: return wrap(a.repeat(s));
   }
   throw std::invalid_argument("unknown shape op " + std::to_string(op));
   LT_END(nullptr)
@@ -496,12 +471,12 @@ lt_tensor lt_index_op(int32_t op, lt_tensor ha, int64_t dim, lt_tensor hidx, lt_
   const at::Tensor& a = T(ha);
   const at::Tensor& idx = T(hidx);
   switch (op) {
-    case 0: return wrap(at::index_select(a, dim, idx));
-    case 1: return wrap(at::gather(a, dim, idx));
-    case 2: return wrap(at::scatter(a, dim, idx, T(hsrc)));
-    case 3: return wrap(at::scatter_add(a, dim, idx, T(hsrc)));
-    case 4: return wrap(at::index_copy(a, dim, idx, T(hsrc)));
-    case 5: return wrap(at::index_add(a, dim, idx, T(hsrc)));
+    case lt::index_op::indexSelect: return wrap(at::index_select(a, dim, idx));
+    case lt::index_op::gather: return wrap(at::gather(a, dim, idx));
+    case lt::index_op::scatter: return wrap(at::scatter(a, dim, idx, T(hsrc)));
+    case lt::index_op::scatterAdd: return wrap(at::scatter_add(a, dim, idx, T(hsrc)));
+    case lt::index_op::indexCopy: return wrap(at::index_copy(a, dim, idx, T(hsrc)));
+    case lt::index_op::indexAdd: return wrap(at::index_add(a, dim, idx, T(hsrc)));
   }
   throw std::invalid_argument("unknown index op " + std::to_string(op));
   LT_END(nullptr)

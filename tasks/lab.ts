@@ -4,6 +4,7 @@
  */
 import { Command } from "commander";
 import { LabError } from "../engine/errors.ts";
+import { HELP_SETTINGS } from "./cli/help.ts";
 
 const COMMANDS = [
   import("./cli/run.ts"),
@@ -27,7 +28,8 @@ export async function labProgram(): Promise<Command> {
     .description("LLM Efficiency Lab: run pipelines, cache stages, query results")
     .option("--results <dir>", "results folder (default: $LAB_RESULTS or ./results)")
     .configureOutput({ outputError: (s, write) => write(s) })
-    // Set before the commands are added, which inherit it: errors come back to main().
+    .configureHelp(HELP_SETTINGS)
+    // Set before the commands are added, which inherit them: errors come back to main().
     .exitOverride();
   for (const mod of await Promise.all(COMMANDS)) mod.register(program);
   return program;

@@ -34,18 +34,35 @@ function isDebianLike(): boolean {
   return existsSync("/etc/debian_version") && existsSync("/usr/bin/apt-get");
 }
 
-async function aptInstall(pkgs: string[]): Promise<boolean> {
-  console.error(`installing ${pkgs.join(" ")} with apt-get…`);
-  const env = { DEBIAN_FRONTEND: "noninteractive" };
-  const update = await new Deno.Command("apt-get", { args: ["update", "-qq"], env }).output();
-  if (!update.success) return false;
-  const install = await new Deno.Command("apt-get", {
-    args: ["install", "-y", "-qq", ...pkgs],
-    env,
-    stdout: "inherit",
-    stderr: "inherit",
+/** Where apt-get's full output goes: shown only when a step fails. */
+const SETUP_LOG = "results/setup.log";
+
+// One progress line per step; apt-get prints hundreds of lines that matter only when it fails.
+async function runStep(what: string, cmd: string, args: string[]): Promise<boolean> {
+  console.error(`setup: ${what}…`);
+  const out = await new Deno.Command(cmd, {
+    args,
+    env: { DEBIAN_FRONTEND: "noninteractive" },
+    stdout: "piped",
+    stderr: "piped",
   }).output();
-  return install.success;
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  Deno.mkdirSync("results", { recursive: true });
+  Deno.writeTextFileSync(SETUP_LOG, `$ ${cmd} ${args.join(" ")}\n${text}`, { append: true });
+  if (!out.success) console.error(text);
+  return out.success;
+}
+
+async function aptInstall(pkgs: string[]): Promise<boolean> {
+  Deno.mkdirSync("results", { recursive: true });
+  Deno.writeTextFileSync(SETUP_LOG, "");
+  return await runStep("apt-get update", "apt-get", ["update", "-qq"]) &&
+    await runStep(`installing ${pkgs.join(" ")} (apt-get, log in ${SETUP_LOG})`, "apt-get", [
+      "install",
+      "-y",
+      "-qq",
+      ...pkgs,
+    ]);
 }
 
 function openblasPresent(): boolean {
@@ -67,7 +84,9 @@ async function main(): Promise<number> {
     const pkgs = !lt ? DEBIAN_PACKAGES : ["libopenblas0-pthread"];
     if (isRoot() && isDebianLike()) {
       if (!(await aptInstall(pkgs))) {
-        console.error(`apt-get install ${pkgs.join(" ")} failed; see the output above.`);
+        console.error(
+          `apt-get install ${pkgs.join(" ")} failed; its output is above and in ${SETUP_LOG}.`,
+        );
         return 1;
       }
       lt = locateLibtorch();

@@ -138,9 +138,11 @@ export function register(program: Command): void {
       const lock = await lockResults(dir, { purpose: "lab cache gc", wait: opts.wait });
       try {
         const store = new CacheStore(dir);
+        // Counts below are of cache entries: a pipeline may reference keys no entry holds yet.
         const { keys: keep, files } = await referencedKeys(resolve(opts.pipelines), dir);
         const now = Date.now();
-        const doomed = store.list().filter((e) => {
+        const entries = store.list();
+        const doomed = entries.filter((e) => {
           if (!keep.has(e.key)) return true;
           if (maxAge === undefined) return false;
           const t = Date.parse(e.meta?.finishedAt ?? "");
@@ -177,7 +179,7 @@ export function register(program: Command): void {
         console.log(
           `${opts.dryRun ? "would remove" : "removed"} ${doomed.length} entries (${
             formatBytes(bytes)
-          }); kept ${keep.size} referenced by ${files.length} pipeline files`,
+          }); kept ${entries.length - doomed.length} referenced by ${files.length} pipeline files`,
         );
       } finally {
         lock.release();
