@@ -7,6 +7,7 @@ import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import { PROJECTION_NAMES } from "../models/projections.ts";
 import type { ReportData, Row, SectionData } from "./data.ts";
+import { nonOverlappingLabels } from "./label_layout.ts";
 
 /** A rendered chart: its SVG, or the note that stands in for it. */
 export interface Chart {
@@ -113,9 +114,20 @@ function scatter(
   }
   const multi = new Set(rows.map((r) => r.pipeline)).size > 1;
   const front = rows.filter((r) => r.on_front).sort((a, b) => a.x - b.x);
-  const labelled = rows.length <= MAX_LABELS ? rows : front;
   const xs = rows.map((r) => r.x);
   const spread = Math.max(...xs) / Math.max(1e-12, Math.min(...xs));
+  const xLog = spread > 30 && Math.min(...xs) > 0;
+  // Front points claim their label space first; a label that would overlap is left out.
+  const candidates = (rows.length <= MAX_LABELS ? rows : front)
+    .map((r) => ({ ...r, text: labelOf(r, multi) }))
+    .sort((a, b) => Number(b.on_front) - Number(a.on_front));
+  const labelled = nonOverlappingLabels(candidates, {
+    width: WIDTH - 150,
+    height: 380 - 80,
+    xLog,
+    dx: 8,
+    fontSize: 11,
+  });
   const svg = plot({
     height: 380,
     marginRight: 90,
@@ -123,7 +135,7 @@ function scatter(
     grid: true,
     x: {
       label: x.label,
-      type: spread > 30 && Math.min(...xs) > 0 ? "log" : "linear",
+      type: xLog ? "log" : "linear",
       inset: 12,
       labelArrow: "none",
     },
@@ -153,7 +165,7 @@ function scatter(
       Plot.text(labelled, {
         x: "x",
         y: "y",
-        text: (r: Row) => labelOf(r, multi),
+        text: "text",
         dx: 8,
         textAnchor: "start",
         fontSize: 11,

@@ -87,9 +87,8 @@ export function tableHtml(
 }
 
 function sqlHtml(sql: string): string {
-  return `<details class="sql" open><summary>SQL</summary><pre><code>${
-    esc(sql)
-  }</code></pre></details>`;
+  // Collapsed: the charts are the page; the query is one click away for whoever wants it.
+  return `<details class="sql"><summary>SQL</summary><pre><code>${esc(sql)}</code></pre></details>`;
 }
 
 function sectionHtml(id: string, title: string, caption: string, inner: string, sql: string) {

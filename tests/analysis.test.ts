@@ -1,6 +1,5 @@
 // Layer sensitivity and divergence between a model and its variants.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { torch } from "../mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
@@ -9,15 +8,15 @@ import { layerSensitivity } from "../models/analysis/sensitivity.ts";
 import { compareDistributions } from "../models/analysis/divergence.ts";
 import { chunk } from "../models/analysis/compare.ts";
 import { adviseMixedPrecision } from "../models/analysis/advisor.ts";
+import { fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 
-const FIXTURES = new URL("../../shared/fixtures/hf/", import.meta.url).pathname;
-const have = existsSync(FIXTURES);
-if (!have) console.warn(`skipping analysis tests: ${FIXTURES} is absent`);
+const FIXTURES = HF_FIXTURES;
+if (!haveHfFixtures) console.warn(`skipping analysis tests: ${FIXTURES} is absent`);
 const IDS = Array.from({ length: 96 }, (_, i) => 3 + ((i * 53 + 7) % 250));
 
 Deno.test({
-  name: "a model against itself: MSE 0, cosine 1, KLD 0, full top-1 agreement",
-  ignore: !have,
+  name: fixtureTestName("a model against itself: MSE 0, cosine 1, KLD 0, full top-1 agreement"),
+  ignore: !haveHfFixtures,
   fn() {
     using a = loadModel(FIXTURES + "llama");
     using b = loadModel(FIXTURES + "llama");
@@ -39,8 +38,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "perturbing one module ranks it first; isolated mode does not compound errors",
-  ignore: !have,
+  name: fixtureTestName(
+    "perturbing one module ranks it first; isolated mode does not compound errors",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     using a = loadModel(FIXTURES + "mistral");
     using b = loadModel(FIXTURES + "mistral");
@@ -71,8 +72,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "KLD against the fp32 model grows fp16 < int8 < nf4, top-1 agreement falls",
-  ignore: !have,
+  name: fixtureTestName(
+    "KLD against the fp32 model grows fp16 < int8 < nf4, top-1 agreement falls",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     using ref = loadModel(FIXTURES + "qwen2");
     const results = ["fp16", "int8", "nf4"].map((scheme) => {
@@ -88,8 +91,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "comparing models of different shapes is a clear error",
-  ignore: !have,
+  name: fixtureTestName("comparing models of different shapes is a clear error"),
+  ignore: !haveHfFixtures,
   fn() {
     using a = loadModel(FIXTURES + "llama");
     using b = loadModel(FIXTURES + "phi3");
@@ -105,8 +108,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the advisor meets a KLD budget and beats random modules of the same extra bytes",
-  ignore: !have,
+  name: fixtureTestName(
+    "the advisor meets a KLD budget and beats random modules of the same extra bytes",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     const dir = FIXTURES + "llama";
     using ref = loadModel(dir);

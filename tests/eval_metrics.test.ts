@@ -1,16 +1,14 @@
 // Perplexity and task metrics against transformers' reference logits and hand computation.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { torch } from "../mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { loadSafetensors } from "../models/safetensors.ts";
 import { createTinyModel } from "../models/tiny.ts";
 import { perplexity, slidingNll } from "../models/eval/perplexity.ts";
 import { checkChoiceItem, exactMatch, multipleChoice, readJsonl } from "../models/eval/tasks.ts";
-import { assertClose } from "./helpers.ts";
+import { assertClose, fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 
-const FIXTURES = new URL("../../shared/fixtures/hf/", import.meta.url).pathname;
-const have = existsSync(FIXTURES);
+const FIXTURES = HF_FIXTURES;
 
 /** −ln softmax(row)[t] in float64. */
 function nllOf(row: ArrayLike<number>, t: number): number {
@@ -22,8 +20,8 @@ function nllOf(row: ArrayLike<number>, t: number): number {
 }
 
 Deno.test({
-  name: "token NLL of a full window equals the one from transformers' logits",
-  ignore: !have,
+  name: fixtureTestName("token NLL of a full window equals the one from transformers' logits"),
+  ignore: !haveHfFixtures,
   fn() {
     using model = loadModel(FIXTURES + "llama");
     const ref = loadSafetensors(FIXTURES + "llama/reference.safetensors");
@@ -39,8 +37,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "sliding windows score each token once, with the context the stride leaves",
-  ignore: !have,
+  name: fixtureTestName(
+    "sliding windows score each token once, with the context the stride leaves",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     using model = loadModel(FIXTURES + "qwen2");
     const ids = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 250));

@@ -1,5 +1,19 @@
 // Shared test helpers.
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** Hugging Face transformers' reference fixtures, beside the repository in ../shared (CI has them). */
+export const HF_FIXTURES = fileURLToPath(new URL("../../shared/fixtures/hf/", import.meta.url));
+/** Whether HF_FIXTURES is there; tests that read it are skipped, saying so, when it is not. */
+export const haveHfFixtures = existsSync(HF_FIXTURES);
+
+/** A fixture test's name, which says why it is skipped when the fixtures are absent. */
+export function fixtureTestName(name: string): string {
+  return haveHfFixtures
+    ? name
+    : `${name} (skipped: needs the transformers fixtures at ${HF_FIXTURES})`;
+}
 
 /** Asserts every |a[i] - b[i]| <= tol, reporting the worst index. */
 export function assertClose(

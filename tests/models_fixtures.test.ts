@@ -2,17 +2,14 @@
 // (../shared/fixtures/hf, see its README): logits, hidden states, greedy
 // generation with the KV cache, and a left-padded batch.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { torch } from "../mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { loadModel, loadSafetensors } from "../models/mod.ts";
-import { assertClose } from "./helpers.ts";
+import { assertClose, fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 
-const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/hf/", import.meta.url));
+const FIXTURES = HF_FIXTURES;
 const ARCHS = ["llama", "llama3-rope", "mistral", "qwen2", "phi3"];
-const present = existsSync(FIXTURES);
-if (!present) {
+if (!haveHfFixtures) {
   console.warn(
     `SKIPPED models_fixtures: the transformers fixtures are not at ${FIXTURES} ` +
       "(they live in ../shared/fixtures/hf beside the repository)",
@@ -48,8 +45,10 @@ const rows = (t: torch.Tensor) => t.toArray() as number[][];
 
 for (const arch of ARCHS) {
   Deno.test({
-    name: `${arch}: float32 logits and hidden states match transformers within 1e-4`,
-    ignore: !present,
+    name: fixtureTestName(
+      `${arch}: float32 logits and hidden states match transformers within 1e-4`,
+    ),
+    ignore: !haveHfFixtures,
     fn: () =>
       withFixture(arch, (dir, ref) => {
         using model = loadModel(dir);
@@ -71,8 +70,10 @@ for (const arch of ARCHS) {
   });
 
   Deno.test({
-    name: `${arch}: greedy generation with the KV cache gives transformers' tokens and step logits`,
-    ignore: !present,
+    name: fixtureTestName(
+      `${arch}: greedy generation with the KV cache gives transformers' tokens and step logits`,
+    ),
+    ignore: !haveHfFixtures,
     fn: () =>
       withFixture(arch, (dir, ref) => {
         using model = loadModel(dir);
@@ -93,8 +94,10 @@ for (const arch of ARCHS) {
   });
 
   Deno.test({
-    name: `${arch}: left-padded batch matches transformers' last logits and greedy outputs`,
-    ignore: !present,
+    name: fixtureTestName(
+      `${arch}: left-padded batch matches transformers' last logits and greedy outputs`,
+    ),
+    ignore: !haveHfFixtures,
     fn: () =>
       withFixture(arch, (dir, ref) => {
         using model = loadModel(dir);
@@ -120,8 +123,10 @@ for (const arch of ARCHS) {
   });
 
   Deno.test({
-    name: `${arch}: bfloat16 logits within max ${BF16_MAX}, mean ${BF16_MEAN} of float32 reference`,
-    ignore: !present,
+    name: fixtureTestName(
+      `${arch}: bfloat16 logits within max ${BF16_MAX}, mean ${BF16_MEAN} of float32 reference`,
+    ),
+    ignore: !haveHfFixtures,
     fn: () =>
       withFixture(arch, (dir, ref) => {
         using model = loadModel(dir, { dtype: "bfloat16" });
@@ -141,8 +146,8 @@ for (const arch of ARCHS) {
 }
 
 Deno.test({
-  name: "prefill then one-token steps through the cache equal one full forward",
-  ignore: !present,
+  name: fixtureTestName("prefill then one-token steps through the cache equal one full forward"),
+  ignore: !haveHfFixtures,
   fn: () =>
     withFixture("mistral", (dir, ref) => {
       // Mistral's window of 8 makes positions past 8 depend on the mask rule too.
@@ -161,9 +166,10 @@ Deno.test({
 
 for (const arch of ARCHS) {
   Deno.test({
-    name:
+    name: fixtureTestName(
       `${arch}: the fused C++ forward equals the TypeScript composition (plain, padded, cached, bf16, packed)`,
-    ignore: !present,
+    ),
+    ignore: !haveHfFixtures,
     fn: () =>
       withFixture(arch, (dir, ref) => {
         const variants = [

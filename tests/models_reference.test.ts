@@ -4,13 +4,11 @@
 // reference in tests/reference/, on logits, greedy ids and a left-padded batch. When the
 // transformers fixtures sit beside the repository, the reference is checked against them too.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { loadSafetensors, saveSafetensors } from "../models/safetensors.ts";
 import { createTinyModel, type TinyArch } from "../models/tiny.ts";
-import { assertClose } from "./helpers.ts";
+import { assertClose, fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 import { ReferenceLlama } from "./reference/llama64.ts";
 import { readSafetensors64 } from "./reference/safetensors64.ts";
 
@@ -100,18 +98,13 @@ for (const v of VARIANTS) {
   });
 }
 
-const FIXTURES = fileURLToPath(new URL("../../shared/fixtures/hf/", import.meta.url));
-const haveFixtures = existsSync(FIXTURES);
-
 for (const arch of ["llama", "llama3-rope", "mistral", "qwen2", "phi3"]) {
   Deno.test({
-    name: haveFixtures
-      ? `${arch} fixture: the float64 reference matches transformers' logits`
-      : `${arch} fixture: the float64 reference against transformers (skipped: no ${FIXTURES})`,
-    ignore: !haveFixtures,
+    name: fixtureTestName(`${arch} fixture: the float64 reference matches transformers' logits`),
+    ignore: !haveHfFixtures,
     fn: () => {
-      const ref = ReferenceLlama.load(`${FIXTURES}${arch}`);
-      const t = readSafetensors64(`${FIXTURES}${arch}/reference.safetensors`);
+      const ref = ReferenceLlama.load(`${HF_FIXTURES}${arch}`);
+      const t = readSafetensors64(`${HF_FIXTURES}${arch}/reference.safetensors`);
       const toRows = (name: string) => {
         const x = t.get(name)!;
         return Array.from(

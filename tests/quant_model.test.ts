@@ -1,14 +1,13 @@
 // Quantized models against the fp32 model on transformers' fixture checkpoints.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { torch } from "../mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { loadQuantizedModel, saveQuantizedModel } from "../models/quant/checkpoint.ts";
+import { fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 
-const FIXTURES = new URL("../../shared/fixtures/hf/", import.meta.url).pathname;
-const have = existsSync(FIXTURES);
-if (!have) console.warn(`skipping quantized-model tests: ${FIXTURES} is absent`);
+const FIXTURES = HF_FIXTURES;
+if (!haveHfFixtures) console.warn(`skipping quantized-model tests: ${FIXTURES} is absent`);
 const IDS = [[5, 17, 99, 3, 200, 45, 12, 8, 77, 150, 9, 31]];
 
 /** ‖a − b‖_F / ‖b‖_F of two logits tensors. */
@@ -29,8 +28,10 @@ const BOUNDS: Record<string, number> = {
 };
 
 Deno.test({
-  name: "quantized logits stay within each scheme's bound of fp32, on all five architectures",
-  ignore: !have,
+  name: fixtureTestName(
+    "quantized logits stay within each scheme's bound of fp32, on all five architectures",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     for (const arch of ["llama", "llama3-rope", "mistral", "qwen2", "phi3"]) {
       const dir = FIXTURES + arch;
@@ -52,8 +53,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "simulate mode gives the same logits as the real kernels",
-  ignore: !have,
+  name: fixtureTestName("simulate mode gives the same logits as the real kernels"),
+  ignore: !haveHfFixtures,
   fn() {
     for (const scheme of ["int8", "nf4", "fp4", "int4-g32", "bf16"]) {
       using real = loadModel(FIXTURES + "qwen2");
@@ -69,8 +70,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a saved quantized model reloads with identical logits and storage",
-  ignore: !have,
+  name: fixtureTestName("a saved quantized model reloads with identical logits and storage"),
+  ignore: !haveHfFixtures,
   fn() {
     const out = Deno.makeTempDirSync({ prefix: "lab-quant-" });
     try {
@@ -91,8 +92,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "keep globs choose per-module schemes; bad schemes name the module and the fix",
-  ignore: !have,
+  name: fixtureTestName(
+    "keep globs choose per-module schemes; bad schemes name the module and the fix",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     using m = loadModel(FIXTURES + "llama");
     const r = quantizeModel(m, {

@@ -2,6 +2,7 @@
 // the synthetic checkpoint generator, resource checks, and the quantize stage's streaming path.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 import { join } from "node:path";
 import { torch } from "../mod.ts";
 import { loadModel } from "../models/mod.ts";
@@ -44,9 +45,8 @@ import {
 } from "../models/host_resources.ts";
 import { runPipeline, silentReporter } from "../engine/mod.ts";
 
-const FIXTURES = new URL("../../shared/fixtures/hf/", import.meta.url).pathname;
-const have = existsSync(FIXTURES);
-if (!have) console.warn(`skipping fixture checkpoints: ${FIXTURES} is absent`);
+const FIXTURES = HF_FIXTURES;
+if (!haveHfFixtures) console.warn(`skipping fixture checkpoints: ${FIXTURES} is absent`);
 const IDS = [[5, 17, 99, 3, 200, 45, 12, 8], [7, 1, 2, 250, 30, 4, 66, 9]];
 
 /** The tensors of a module (or a dense table), by name. */
@@ -117,8 +117,10 @@ function compareBothWays(dir: string, q: QuantizeOptions, dtype: torch.DType = "
 }
 
 Deno.test({
-  name: "loading into a scheme equals load-then-quantize on every fixture architecture",
-  ignore: !have,
+  name: fixtureTestName(
+    "loading into a scheme equals load-then-quantize on every fixture architecture",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     const live = torch.liveTensors();
     const cases: [string, QuantizeOptions][] = [
@@ -214,8 +216,10 @@ Deno.test("per-row formats packed in row blocks are bit-identical to the whole m
 });
 
 Deno.test({
-  name: "int8 matrices packed in row blocks while loading: same model, error summed by block",
-  ignore: !have,
+  name: fixtureTestName(
+    "int8 matrices packed in row blocks while loading: same model, error summed by block",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     for (const [arch, scheme] of [["llama", "nf4"], ["llama3-rope", "int8"], ["qwen2", "int8"]]) {
       const dir = FIXTURES + arch;
@@ -314,8 +318,8 @@ Deno.test("named synthetic shapes have the released models' parameter counts and
 });
 
 Deno.test({
-  name: "bad schemes and options are refused before any tensor is read",
-  ignore: !have,
+  name: fixtureTestName("bad schemes and options are refused before any tensor is read"),
+  ignore: !haveHfFixtures,
   fn() {
     const live = torch.liveTensors();
     const dir = FIXTURES + "llama";
@@ -344,8 +348,10 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a quantized folder is not quantized again; dropping the page cache reads the same",
-  ignore: !have,
+  name: fixtureTestName(
+    "a quantized folder is not quantized again; dropping the page cache reads the same",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     const tmp = Deno.makeTempDirSync({ prefix: "lab-stream-" });
     try {
@@ -399,8 +405,10 @@ Deno.test("memory and disk checks name the need", () => {
 });
 
 Deno.test({
-  name: "a load that does not fit in memory fails first, naming the need, holding nothing",
-  ignore: !have,
+  name: fixtureTestName(
+    "a load that does not fit in memory fails first, naming the need, holding nothing",
+  ),
+  ignore: !haveHfFixtures,
   fn() {
     const live = torch.liveTensors();
     Deno.env.set("LAB_MEMORY_BUDGET", "1M");

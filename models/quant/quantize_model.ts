@@ -180,6 +180,16 @@ export function layerRelativeError(original: Tensor, replaced: LinearLayer): num
   return NaN;
 }
 
+/** The error of an embedding table its scheme cannot pack, with the fix. */
+export function embeddingSchemeError(shape: number[], scheme: Scheme, cause: unknown): Error {
+  return new Error(
+    `quantize: the embedding table [${shape}] cannot use scheme '${scheme.name}': ` +
+      `${
+        (cause as Error).message
+      }. Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
+  );
+}
+
 /** A module's row of the quantization report. */
 export function moduleRow(
   module: string,
@@ -268,12 +278,7 @@ export function quantizeModel(model: LlamaModel, opts: QuantizeOptions): Quantiz
   try {
     modules.push(quantizeEmbedding(model, table, tableScheme, opts.simulate));
   } catch (e) {
-    throw new Error(
-      `quantize: the embedding table [${table.shape}] cannot use scheme '${tableScheme.name}': ` +
-        `${
-          (e as Error).message
-        }. Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
-    );
+    throw embeddingSchemeError(table.shape, tableScheme, e);
   }
   return {
     scheme: parseScheme(opts.scheme).name,

@@ -17,6 +17,7 @@ import { CastLinear } from "./cast_linear.ts";
 import { QuantizedLinear } from "./quantized_linear.ts";
 import {
   EMBED_MODULE,
+  embeddingSchemeError,
   ERROR_CHUNK,
   fitModuleScheme,
   fitTableScheme,
@@ -328,12 +329,7 @@ export class StreamingQuantizer {
       try {
         packed = this.#pack(weight, null, scheme);
       } catch (e) {
-        throw new Error(
-          `quantize: the embedding table [${weight.shape}] cannot use scheme '${scheme.name}': ` +
-            `${
-              (e as Error).message
-            }. Pick another scheme for it, e.g. keep: { "embed_tokens": "int8" }`,
-        );
+        throw embeddingSchemeError(weight.shape, scheme, e);
       }
       const { next, relError } = packed;
       this.#done(moduleRow(EMBED_MODULE, scheme, next, relError));
