@@ -2,7 +2,7 @@
 // and the progress display.
 import type { Plan, PlanNode } from "./plan_types.ts";
 
-/** How a node ended in a run (or why it did not run). */
+/** The status a node ends a run with. */
 export type NodeStatus = "ok" | "cached" | "failed" | "skipped" | "interrupted" | "excluded";
 
 /** How a node ended in a run. */
