@@ -2,7 +2,8 @@
 // pipeline file, merged, checked, and turned into sbatch arguments per stage.
 import { z } from "zod";
 import { LabError } from "../errors.ts";
-import { globMatcher, type PlanNode } from "../plan.ts";
+import { globMatcher } from "../plan_actions.ts";
+import type { PlanNode } from "../plan_types.ts";
 
 const stageResources = z.object({
   partition: z.string().min(1).optional(),
