@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { existsSync } from "node:fs";
 import { ensureShim } from "../ffi/build.ts";
 import { DEBIAN_PACKAGES, locateLibtorch } from "../ffi/libtorch_locate.ts";
+import { ensureLlamaCpp } from "../ffi/llama/install.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -18,7 +19,8 @@ if (values.help) {
 
 Finds libtorch ($LIBTORCH first, else Debian's libtorch-dev), installs
 ${DEBIAN_PACKAGES.join(" ")} when missing and running as root on Debian/Ubuntu,
-warns when the reference BLAS would be used, and builds ffi/shim.cpp into ffi/build/.`);
+warns when the reference BLAS would be used, builds ffi/shim.cpp into ffi/build/, and fetches
+the pinned prebuilt libllama (npm @node-llama-cpp/linux-x64) for the llama.cpp engine.`);
   Deno.exit(0);
 }
 
@@ -113,6 +115,10 @@ async function main(): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
+  // llama.cpp is a second engine: without it only its stages refuse, so setup goes on.
+  const llama = await ensureLlamaCpp();
+  if (llama.ok) log(llama.message);
+  else console.error(`warning: ${llama.message}`);
   return 0;
 }
 
