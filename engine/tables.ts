@@ -145,6 +145,8 @@ export const RECORD_TABLES: TableDef[] = [
       ["latency_ci_hi_ms", "DOUBLE"],
       // other processes took a significant share of the cores meanwhile (timing_conditions)
       ["noisy", "BOOLEAN"],
+      // the engine that ran the model: libtorch (the lab's own) or llama.cpp (libllama, GGUF)
+      ["engine", "VARCHAR"],
     ],
   },
   {
@@ -208,10 +210,14 @@ export const RECORD_TABLES: TableDef[] = [
   },
   {
     name: "evals",
-    columns: [["dataset", "VARCHAR"], ["metric", "VARCHAR"], ["value", "DOUBLE"], [
-      "tokens",
-      "BIGINT",
-    ]],
+    columns: [
+      ["dataset", "VARCHAR"],
+      ["metric", "VARCHAR"],
+      ["value", "DOUBLE"],
+      ["tokens", "BIGINT"],
+      // libtorch or llama.cpp; both score the same token ids (the lab's tokenizer)
+      ["engine", "VARCHAR"],
+    ],
   },
   {
     name: "train_steps",
@@ -287,9 +293,12 @@ export const VIEWS: { name: string; sql: string }[] = [
     // module stored in a smaller int4 group or in int8 than that. (Modules an advise input
     // keeps in int8 under an int4 scheme count too: their globs are not in the params.)
     // lm_head and the embedding table take int8 by default under 4-bit schemes: not a fallback.
+    // engine: libtorch (the lab's schemes) or llama.cpp (quantize with engine "llama.cpp");
+    // a llama.cpp row's bits_per_param and weight_mb count the whole model as libllama holds it.
     name: "quant_tradeoff",
     sql: `WITH q AS (
             SELECT pipeline, key, name, json_extract_string(params, '$.scheme') AS scheme,
+                   coalesce(json_extract_string(params, '$.engine'), 'libtorch') AS engine,
                    json_extract_string(inputs, '$.model') AS base_key, coords, params
             FROM latest_stages WHERE kind = 'quantize' AND status = 'ok'),
           keeps AS (
@@ -347,7 +356,7 @@ export const VIEWS: { name: string; sql: string }[] = [
           base AS (
             SELECT q.pipeline, q.base_key, ev.ppl AS fp32_ppl FROM q JOIN ev ON ev.model_key = q.key
             WHERE q.scheme = 'fp32')
-          SELECT q.pipeline, q.scheme AS configuration, q.name AS stage,
+          SELECT q.pipeline, q.scheme AS configuration, q.engine, q.name AS stage,
                  m.weight_bytes / 1e6 AS weight_mb, m.bits_per_param, m.mean_rel_error,
                  coalesce(fb.fallback_modules, 0) AS fallback_modules, fb.fallback_schemes,
                  prof.peak_all / 1e6 AS peak_mb, prof.ttft_ms, prof.prefill_tps, prof.decode_tps,
@@ -370,7 +379,7 @@ export const VIEWS: { name: string; sql: string }[] = [
     name: "pareto",
     sql: `WITH t AS (SELECT * FROM quant_tradeoff
                      WHERE weight_mb IS NOT NULL AND decode_tps IS NOT NULL AND ppl IS NOT NULL)
-          SELECT a.pipeline, a.configuration, a.weight_mb, a.decode_tps, a.ppl, a.key,
+          SELECT a.pipeline, a.configuration, a.engine, a.weight_mb, a.decode_tps, a.ppl, a.key,
                  EXISTS (SELECT 1 FROM t b WHERE b.pipeline = a.pipeline AND b.key <> a.key
                    AND b.weight_mb <= a.weight_mb AND b.decode_tps >= a.decode_tps AND b.ppl <= a.ppl
                    AND (b.weight_mb < a.weight_mb OR b.decode_tps > a.decode_tps OR b.ppl < a.ppl))

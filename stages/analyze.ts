@@ -13,6 +13,9 @@ import {
   readJsonl,
 } from "../models/eval/tasks.ts";
 import { absPath, fileHash, modelLabel, openModel } from "./model_input.ts";
+import { engineOf, openLlamaCpp } from "./llama_cpp.ts";
+import { compareWithLlamaCpp } from "../models/llama_cpp/divergence.ts";
+import type { LlamaModel } from "../models/llama.ts";
 
 /** The analyze stage's params. */
 export const analyzeParams = z.object({
@@ -53,7 +56,9 @@ export const analyze = defineStage({
       throw new Error(`analyze: cannot read calibration text ${path}: ${(e as Error).message}`);
     }
     using ref = openModel(ctx.inputs.reference, { device: p.device });
-    using variant = openModel(ctx.inputs.variant, { device: p.device });
+    // A llama.cpp variant is scored by libllama on the same ids (no per-layer view inside it).
+    const viaLlamaCpp = engineOf(ctx.inputs.variant) === "llama.cpp";
+    using variant = viaLlamaCpp ? null : openModel(ctx.inputs.variant, { device: p.device });
     checkPositions(
       ref,
       p.contextLength,
@@ -62,24 +67,16 @@ export const analyze = defineStage({
     );
     const ids = calibrationIds(ref, text, p.maxTokens);
     const label = `${modelLabel(ctx.inputs.variant)} vs ${modelLabel(ctx.inputs.reference)}`;
-    ctx.progress(0, 2, `sensitivity: ${label}`);
-    const rows = layerSensitivity(ref, variant, chunk(ids, p.contextLength), {
-      modes: p.modes,
-      onProgress: (d, t) => ctx.progress(d / Math.max(1, t), 2, "sensitivity"),
-    });
-    for (const r of rows) {
-      ctx.record("layer_sensitivity", {
-        layer: r.layer,
-        module: r.module,
-        mode: r.mode,
-        mse: r.mse,
-        cosine: r.cosine,
-        rel_error: r.relError,
-        tokens: r.tokens,
-      });
+    let d;
+    if (variant) {
+      sensitivity(ctx, ref, variant, ids, p, label);
+      ctx.progress(1, 2, "KL divergence");
+      d = compareDistributions(ref, variant, ids, { contextLength: p.contextLength });
+    } else {
+      ctx.progress(1, 2, `KL divergence: ${label} (llama.cpp)`);
+      using cpp = openLlamaCpp(ctx.inputs.variant, p.contextLength);
+      d = compareWithLlamaCpp(ref, cpp, ids, { contextLength: p.contextLength });
     }
-    ctx.progress(1, 2, "KL divergence");
-    const d = compareDistributions(ref, variant, ids, { contextLength: p.contextLength });
     ctx.metric("kld_mean", d.meanKld, "nats");
     ctx.metric("kld_p99", d.p99Kld, "nats");
     ctx.metric("kld_max", d.maxKld, "nats");
@@ -112,7 +109,7 @@ export const analyze = defineStage({
           `top-1 token agrees only ${(d.top1Agreement * 100).toFixed(1)}% of the time`,
       );
     }
-    if (p.tasks) {
+    if (p.tasks && variant) {
       const items = readJsonl<ChoiceItem>(absPath(p.tasks, ctx.cwd), checkChoiceItem);
       const a = multipleChoice(ref, items).accuracy;
       const b = multipleChoice(variant, items).accuracy;
@@ -131,3 +128,33 @@ export const analyze = defineStage({
     ctx.progress(2, 2);
   },
 });
+
+/** Layer-by-layer sensitivity rows of two libtorch models. */
+function sensitivity(
+  ctx: {
+    progress(d: number, t?: number, m?: string): void;
+    record(t: string, r: Record<string, unknown>): void;
+  },
+  ref: LlamaModel,
+  variant: LlamaModel,
+  ids: number[],
+  p: { contextLength: number; modes: ("isolated" | "end_to_end" | "weight")[] },
+  label: string,
+): void {
+  ctx.progress(0, 2, `sensitivity: ${label}`);
+  const rows = layerSensitivity(ref, variant, chunk(ids, p.contextLength), {
+    modes: p.modes,
+    onProgress: (d, t) => ctx.progress(d / Math.max(1, t), 2, "sensitivity"),
+  });
+  for (const r of rows) {
+    ctx.record("layer_sensitivity", {
+      layer: r.layer,
+      module: r.module,
+      mode: r.mode,
+      mse: r.mse,
+      cosine: r.cosine,
+      rel_error: r.relError,
+      tokens: r.tokens,
+    });
+  }
+}

@@ -13,6 +13,8 @@ import {
 } from "../models/eval/tasks.ts";
 import { absPath, fileHash, openModel } from "./model_input.ts";
 import { lmEvalKeyExtra, runLmEvalTasks } from "./evaluate_lm_eval.ts";
+import { engineOf } from "./llama_cpp.ts";
+import { evaluateWithLlamaCpp } from "./llama_cpp_evaluate.ts";
 
 /** The evaluate stage's params. */
 export const evaluateParams = z.object({
@@ -73,10 +75,13 @@ export const evaluate = defineStage({
       );
     }
     const metric = pickMetric(path, p.metric);
-    using model = openModel(ctx.inputs.model, { device: p.device });
     const progress = (done: number, total: number) => ctx.progress(done, total, metric);
+    if (engineOf(ctx.inputs.model) === "llama.cpp") {
+      return evaluateWithLlamaCpp(ctx, { ...p, metric }, text, progress);
+    }
+    using model = openModel(ctx.inputs.model, { device: p.device });
     const row = (m: string, value: number, tokens: number) =>
-      ctx.record("evals", { dataset: p.dataset, metric: m, value, tokens });
+      ctx.record("evals", { dataset: p.dataset, metric: m, value, tokens, engine: "libtorch" });
     if (metric === "perplexity") {
       const r = perplexity(model, text, {
         contextLength: p.contextLength,

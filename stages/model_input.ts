@@ -6,6 +6,7 @@ import type { DType } from "../ffi/mod.ts";
 import { loadModel } from "../models/load.ts";
 import type { LlamaModel } from "../models/llama.ts";
 import { assertFiniteWeights } from "../models/finite_weights.ts";
+import { LabError } from "../errors.ts";
 
 /**
  * What model-producing stages return (meta.output): folders relative to their
@@ -19,6 +20,10 @@ export interface ModelOutput {
   baseModel?: string;
   /** A short label of what the model is, e.g. "nf4" or "lora r=8". */
   label?: string;
+  /** A GGUF file (relative to the artifacts) that the llama.cpp engine runs. */
+  gguf?: string;
+  /** "llama.cpp" for a GGUF model; absent: libtorch. */
+  engine?: string;
 }
 
 function exists(p: string): boolean {
@@ -60,6 +65,12 @@ export function openModel(
   input: InputInfo,
   opts: { dtype?: DType; device?: string } = {},
 ): LlamaModel {
+  if (((input.output ?? {}) as ModelOutput).gguf) {
+    throw new LabError(
+      `input "${input.name}" is a llama.cpp (GGUF) model: this stage runs libtorch models ` +
+        "only; profile, evaluate and analyze (as the variant) take llama.cpp models",
+    );
+  }
   const { dir, adapter } = modelSource(input);
   const model = loadModel(dir, { ...opts, adapter: adapter ?? undefined });
   try {

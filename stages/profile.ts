@@ -12,6 +12,8 @@ import { watchConditions } from "../models/profile/conditions.ts";
 import { simulateDynamicBatching } from "../models/profile/dynamic_batching.ts";
 import { openModel } from "./model_input.ts";
 import { startPowerSampler } from "../models/profile/power.ts";
+import { engineOf } from "./llama_cpp.ts";
+import { profileWithLlamaCpp } from "./llama_cpp_profile.ts";
 
 const list = z.union([z.number().int().positive(), z.array(z.number().int().positive()).min(1)]);
 const range = z.tuple([z.number().int().positive(), z.number().int().positive()]);
@@ -42,6 +44,20 @@ export const profileParams = z.object({
 
 const asList = <T>(x: T | T[]): T[] => (Array.isArray(x) ? x : [x]);
 
+/** The profile stage's params, validated. */
+export type ProfileParams = z.output<typeof profileParams>;
+
+/** Every configuration the params name: batch × prompt × new tokens × KV cache. */
+export function profileGrid(p: ProfileParams): GenerationCase[] {
+  return asList(p.batch).flatMap((batch) =>
+    asList(p.promptTokens).flatMap((promptTokens) =>
+      asList(p.newTokens).flatMap((newTokens) =>
+        asList(p.kvCache).map((kvCache) => ({ batch, promptTokens, newTokens, kvCache }))
+      )
+    )
+  );
+}
+
 /** Profiles a model: `profile(q, { batch: [1, 8], promptTokens: [128, 512], newTokens: 64 })`. */
 export const profile = defineStage({
   kind: "profile",
@@ -51,16 +67,11 @@ export const profile = defineStage({
   params: profileParams,
   run: async (ctx) => {
     const p = ctx.params;
+    if (engineOf(ctx.inputs.model) === "llama.cpp") return profileWithLlamaCpp(ctx, p);
     using model = openModel(ctx.inputs.model, { device: p.device });
     const gpu = model.device.startsWith("cuda") ? Number(model.device.split(":")[1] ?? 0) : null;
     const weightBytes = model.weightBytes();
-    const grid = asList(p.batch).flatMap((batch) =>
-      asList(p.promptTokens).flatMap((promptTokens) =>
-        asList(p.newTokens).flatMap((newTokens) =>
-          asList(p.kvCache).map((kvCache) => ({ batch, promptTokens, newTokens, kvCache }))
-        )
-      )
-    );
+    const grid = profileGrid(p);
     const total = grid.length + (p.dynamic ? 1 : 0);
     const label = (c: GenerationCase) =>
       `b${c.batch} p${c.promptTokens} n${c.newTokens}${c.kvCache ? "" : " no-kv"}`;
@@ -97,45 +108,12 @@ export const profile = defineStage({
       }
     }
     const conditions = watch();
-    for (const { r, watts } of results) {
-      ctx.record("profiles", {
-        batch: r.batch,
-        prompt_tokens: r.promptTokens,
-        new_tokens: r.newTokens,
-        kv_cache: r.kvCache,
-        repeats: r.repeats,
-        ttft_ms: r.ttftMs,
-        ttft_min_ms: r.ttftMinMs,
-        ttft_max_ms: r.ttftMaxMs,
-        prefill_tps: r.prefillTps,
-        decode_tps: r.decodeTps,
-        decode_tps_min: r.decodeTpsMin,
-        decode_tps_max: r.decodeTpsMax,
-        latency_p50_ms: r.latencyP50Ms,
-        latency_p95_ms: r.latencyP95Ms,
-        latency_p99_ms: r.latencyP99Ms,
-        e2e_ms: r.e2eMs,
-        peak_mem_bytes: r.peakMemBytes,
-        peak_reserved_bytes: r.peakReservedBytes,
-        memory_source: r.memorySource,
-        weight_bytes: weightBytes,
-        device: model.device,
-        power_w: watts,
-        energy_j_per_token: watts === null
-          ? null
-          : (watts * r.e2eMs / 1000) / (r.batch * r.newTokens),
-        ttft_ci_lo_ms: r.ci.ttftMs.lo,
-        ttft_ci_hi_ms: r.ci.ttftMs.hi,
-        prefill_tps_ci_lo: r.ci.prefillTps.lo,
-        prefill_tps_ci_hi: r.ci.prefillTps.hi,
-        decode_tps_ci_lo: r.ci.decodeTps.lo,
-        decode_tps_ci_hi: r.ci.decodeTps.hi,
-        latency_ci_lo_ms: r.ci.latencyMs.lo,
-        latency_ci_hi_ms: r.ci.latencyMs.hi,
-        noisy: conditions.noisy,
-      });
-      recordSamples(ctx, r);
-    }
+    recordProfiles(ctx, results, {
+      weightBytes,
+      device: model.device,
+      engine: "libtorch",
+      noisy: conditions.noisy,
+    });
     ctx.record("timing_conditions", {
       load1_before: conditions.load1Before,
       load1_after: conditions.load1After,
@@ -183,6 +161,54 @@ export const profile = defineStage({
     ctx.progress(total, total);
   },
 });
+
+/** The profiles rows (and their raw samples) of one profile stage, of either engine. */
+export function recordProfiles(
+  ctx: { record(table: string, row: Record<string, unknown>): void },
+  results: { r: GenerationProfile; watts: number | null }[],
+  how: { weightBytes: number; device: string; engine: string; noisy: boolean },
+): void {
+  for (const { r, watts } of results) {
+    ctx.record("profiles", {
+      batch: r.batch,
+      prompt_tokens: r.promptTokens,
+      new_tokens: r.newTokens,
+      kv_cache: r.kvCache,
+      repeats: r.repeats,
+      ttft_ms: r.ttftMs,
+      ttft_min_ms: r.ttftMinMs,
+      ttft_max_ms: r.ttftMaxMs,
+      prefill_tps: r.prefillTps,
+      decode_tps: r.decodeTps,
+      decode_tps_min: r.decodeTpsMin,
+      decode_tps_max: r.decodeTpsMax,
+      latency_p50_ms: r.latencyP50Ms,
+      latency_p95_ms: r.latencyP95Ms,
+      latency_p99_ms: r.latencyP99Ms,
+      e2e_ms: r.e2eMs,
+      peak_mem_bytes: r.peakMemBytes,
+      peak_reserved_bytes: r.peakReservedBytes,
+      memory_source: r.memorySource,
+      weight_bytes: how.weightBytes,
+      device: how.device,
+      engine: how.engine,
+      power_w: watts,
+      energy_j_per_token: watts === null
+        ? null
+        : (watts * r.e2eMs / 1000) / (r.batch * r.newTokens),
+      ttft_ci_lo_ms: r.ci.ttftMs.lo,
+      ttft_ci_hi_ms: r.ci.ttftMs.hi,
+      prefill_tps_ci_lo: r.ci.prefillTps.lo,
+      prefill_tps_ci_hi: r.ci.prefillTps.hi,
+      decode_tps_ci_lo: r.ci.decodeTps.lo,
+      decode_tps_ci_hi: r.ci.decodeTps.hi,
+      latency_ci_lo_ms: r.ci.latencyMs.lo,
+      latency_ci_hi_ms: r.ci.latencyMs.hi,
+      noisy: how.noisy,
+    });
+    recordSamples(ctx, r);
+  }
+}
 
 /** Every repeat's raw figures of one configuration into timing_samples. */
 function recordSamples(

@@ -8,6 +8,12 @@ import { parseScheme, SCHEME_NAMES } from "../models/quant/schemes.ts";
 import { requireDisk } from "../models/host_resources.ts";
 import { modelLabel, type ModelOutput } from "./model_input.ts";
 import { openModelInScheme } from "./scheme_input.ts";
+import {
+  isLlamaCppScheme,
+  LLAMA_CPP_SCHEME_NAMES,
+  type LlamaCppScheme,
+} from "../models/llama_cpp/quantize.ts";
+import { quantizeWithLlamaCpp } from "./llama_cpp.ts";
 
 /** A quantization scheme name, checked when the pipeline is planned. */
 export const schemeName = z.string().refine((s) => {
@@ -23,7 +29,10 @@ export const schemeName = z.string().refine((s) => {
 
 /** The quantize stage's params. */
 export const quantizeParams = z.object({
-  scheme: schemeName,
+  /** A lab scheme (SCHEME_NAMES), or with engine "llama.cpp" one of LLAMA_CPP_SCHEME_NAMES. */
+  scheme: z.string(),
+  /** "llama.cpp": export to GGUF and quantize with libllama (absent: the lab's own kernels). */
+  engine: z.enum(["libtorch", "llama.cpp"]).optional(),
   /** Per-module overrides: glob → scheme, e.g. { "lm_head": "bf16", "model.layers.0.*": "bf16" }. */
   keep: z.record(z.string(), schemeName).default({}),
   /** Quantize then dequantize into dense weights: quality of any scheme without its kernels. */
@@ -33,9 +42,30 @@ export const quantizeParams = z.object({
   /** Compute dtype of activations, embeddings and norms. */
   dtype: z.enum(["float32", "bfloat16", "float16"]).default("float32"),
   device: z.string().default("cpu"),
-}).strict();
+}).strict().superRefine((p, ctx) => {
+  const problem = p.engine === "llama.cpp"
+    ? llamaCppSchemeProblem(p)
+    : schemeName.safeParse(p.scheme).success
+    ? null
+    : `scheme: a quantization scheme: ${SCHEME_NAMES.join(", ")} (fp8-e4m3 needs libtorch >= ` +
+      `2.1), or with engine: "llama.cpp" one of ${LLAMA_CPP_SCHEME_NAMES.join(", ")}`;
+  if (problem) ctx.addIssue({ code: "custom", message: problem, path: ["scheme"] });
+});
 
-/** Quantizes a model: `quantize(base, { scheme: "nf4", keep: { lm_head: "bf16" } })`. */
+function llamaCppSchemeProblem(p: { scheme: string; keep: object; simulate: boolean }) {
+  if (!isLlamaCppScheme(p.scheme)) {
+    return `"${p.scheme}" is not a llama.cpp type: use one of ${LLAMA_CPP_SCHEME_NAMES.join(", ")}`;
+  }
+  if (Object.keys(p.keep).length || p.simulate) {
+    return 'keep and simulate apply to the libtorch engine only, not to engine: "llama.cpp"';
+  }
+  return null;
+}
+
+/**
+ * Quantizes a model: `quantize(base, { scheme: "nf4", keep: { lm_head: "bf16" } })`, or through
+ * llama.cpp: `quantize(base, { engine: "llama.cpp", scheme: "Q4_K_M" })`.
+ */
 export const quantize = defineStage({
   kind: "quantize",
   // An advise stage's output supplies `keep` globs (merged under the explicit ones).
@@ -43,6 +73,9 @@ export const quantize = defineStage({
   params: quantizeParams,
   run: (ctx) => {
     const p = ctx.params;
+    if (p.engine === "llama.cpp") {
+      return quantizeWithLlamaCpp(ctx, ctx.inputs.model, p.scheme as LlamaCppScheme);
+    }
     const advised = (ctx.inputs.advice?.output as { keep?: Record<string, string> } | undefined)
       ?.keep ?? {};
     const keep = { ...advised, ...p.keep };

@@ -114,6 +114,9 @@ export function llamaSystemInfo(): string {
 
 /** Throws LlamaCppError for `what`, quoting libllama's last error lines. */
 export function llamaFailure(what: string): never {
-  const lines = takeLlamaLog().slice(-4).join(" | ");
+  const log = takeLlamaLog();
+  // libllama logs its reason on lines that say so; without one, its last words.
+  const said = log.filter((l) => /error|fail|unsupported|invalid|cannot|not /i.test(l));
+  const lines = (said.length ? said : log).slice(-3).join(" | ");
   throw new LlamaCppError(lines ? `${what}: ${lines}` : what);
 }

@@ -60,7 +60,8 @@ export function syntheticPrompts(model: LlamaModel, batch: number, length: numbe
   );
 }
 
-interface Run {
+/** One timed run's figures (ms): first token, the decode steps, prompt-in to last-token-out. */
+export interface Run {
   ttft: number;
   decodeMs: number;
   steps: number[];
@@ -147,7 +148,8 @@ export function profileGenerations(
   return cases.map((c, i) => summarize(c, runs[i], peaks[i]));
 }
 
-function summarize(
+/** A configuration's runs summarized: medians, percentiles, bootstrap intervals, samples. */
+export function summarize(
   c: GenerationCase,
   runs: Run[],
   mem: { peak: number; reserved: number; source: string },

@@ -1,0 +1,81 @@
+// Timing of generation through libllama with the libtorch path's harness: the same cases,
+// warmup, alternating rounds, seeded prompts and summary (models/profile/generation.ts).
+import { memory } from "../../ffi/mod.ts";
+import { LabError } from "../../errors.ts";
+import {
+  type GenerationCase,
+  type GenerationProfile,
+  type ProfileOptions,
+  type Run,
+  summarize,
+} from "../profile/generation.ts";
+import { rng } from "../profile/stats.ts";
+import type { LlamaCppModel } from "./model.ts";
+import { argmax } from "./scoring.ts";
+
+function prompts(vocab: number, c: GenerationCase, seed: number): number[][] {
+  // As syntheticPrompts: seeded ids past the special ids 0..2.
+  const r = rng(seed);
+  return Array.from(
+    { length: c.batch },
+    () => Array.from({ length: c.promptTokens }, () => 3 + Math.floor(r() * (vocab - 3))),
+  );
+}
+
+/** One generation of `c`: each row a sequence; prefill in one decode, then one token per step. */
+function runOnce(model: LlamaCppModel, c: GenerationCase, rows: number[][]): Run {
+  model.clear();
+  const t0 = performance.now();
+  const prefill = rows.flatMap((ids, seq) =>
+    ids.map((id, pos) => ({ id, pos, seq, logits: pos === ids.length - 1 }))
+  );
+  let next = model.decode(prefill).map(argmax);
+  const tFirst = performance.now();
+  const steps: number[] = [];
+  let last = tFirst;
+  for (let i = 1; i < c.newTokens; i++) {
+    const pos = c.promptTokens + i - 1;
+    next = model.decode(next.map((id, seq) => ({ id, pos, seq, logits: true }))).map(argmax);
+    const now = performance.now();
+    steps.push(now - last);
+    last = now;
+  }
+  return { ttft: tFirst - t0, decodeMs: last - tFirst, steps, e2e: last - t0 };
+}
+
+/**
+ * Profiles `cases` on a llama.cpp model opened with at least max(batch) sequences and
+ * max(batch × (prompt + new)) context tokens. KV cache off is not offered by llama.cpp.
+ */
+export function profileLlamaCpp(
+  model: LlamaCppModel,
+  cases: readonly GenerationCase[],
+  opts: ProfileOptions = {},
+): GenerationProfile[] {
+  for (const c of cases) {
+    if (!c.kvCache) throw new LabError("profile: llama.cpp always decodes with its KV cache");
+    if (c.batch > model.sequences) {
+      throw new LabError(`profile: batch ${c.batch} > the ${model.sequences} sequences opened`);
+    }
+  }
+  const rows = cases.map((c) => prompts(model.vocabSize, c, opts.seed ?? 0));
+  for (const [i, c] of cases.entries()) {
+    for (let w = 0; w < (opts.warmup ?? 1); w++) runOnce(model, c, rows[i]);
+  }
+  const runs: Run[][] = cases.map(() => []);
+  const peaks = cases.map(() => ({ peak: 0, reserved: 0, source: "" }));
+  for (let r = 0; r < Math.max(1, opts.repeats ?? 3); r++) {
+    for (const [i, c] of cases.entries()) {
+      opts.onRun?.(i, r);
+      memory.resetPeak("cpu");
+      runs[i].push(runOnce(model, c, rows[i]));
+      const mem = memory.stats("cpu");
+      peaks[i] = {
+        peak: Math.max(peaks[i].peak, mem.peak),
+        reserved: Math.max(peaks[i].reserved, mem.peakReserved),
+        source: mem.source,
+      };
+    }
+  }
+  return cases.map((c, i) => summarize(c, runs[i], peaks[i]));
+}
