@@ -11,6 +11,10 @@ const BENCHES: Record<string, { file: string; what: string }> = {
   train: { file: "./train.ts", what: "full / LoRA / QLoRA tokens/s and memory vs a PyTorch loop" },
   report: { file: "./report.ts", what: "time to build the report for 1,000 sweep points" },
   analyze: { file: "./analyze.ts", what: "sensitivity analysis time vs two forward passes" },
+  engines: {
+    file: "./engines.ts",
+    what: "the lab's int8/nf4/int4 vs llama.cpp's Q8_0/Q4_K_M/Q4_0/IQ4_XS: speed, MB, PPL, KLD",
+  },
 };
 
 const [name, ...rest] = Deno.args;
