@@ -87,8 +87,10 @@ function noteChart(section: SectionData, caption: string): Chart {
   };
 }
 
+// llama.cpp's configurations are marked (◆ and a suffix) beside the lab's own (●).
+const engineMark = (r: Row) => (r.engine === "llama.cpp" ? " (llama.cpp)" : "");
 const labelOf = (r: Row, multi: boolean) =>
-  multi ? `${r.pipeline} / ${r.configuration}` : String(r.configuration);
+  (multi ? `${r.pipeline} / ${r.configuration}` : String(r.configuration)) + engineMark(r);
 
 /**
  * A quality scatter with its Pareto front as a staircase. `x` is memory (lower is better) or
@@ -154,6 +156,7 @@ function scatter(
         x: "x",
         y: "y",
         r: 5,
+        symbol: (r: Row) => (r.engine === "llama.cpp" ? "diamond" : "circle"),
         stroke: (r: Row) => (r.on_front ? "#d1495b" : "#4269d0"),
         fill: (r: Row) => (r.on_front ? "#d1495b" : "white"),
         strokeWidth: 1.5,

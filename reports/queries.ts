@@ -21,7 +21,7 @@ export const TRADEOFF: SectionQuery = {
   title: "Trade-offs per configuration",
   needs: ["quant_tradeoff", "pareto"],
   sql:
-    `SELECT t.pipeline, t.configuration, t.weight_mb, t.bits_per_param, t.fallback_modules, t.peak_mb,
+    `SELECT t.pipeline, t.configuration, t.engine, t.weight_mb, t.bits_per_param, t.fallback_modules, t.peak_mb,
        t.ttft_ms, t.prefill_tps, t.decode_tps, t.ppl, t.delta_ppl, t.bits_per_byte,
        t.accuracy, p.dominated, p.front_memory_quality
 FROM quant_tradeoff t
@@ -34,7 +34,7 @@ export const MEMORY_QUALITY: SectionQuery = {
   id: "memory_quality",
   title: "Memory vs quality",
   needs: ["pareto"],
-  sql: `SELECT pipeline, configuration, weight_mb, ppl, decode_tps,
+  sql: `SELECT pipeline, configuration, engine, weight_mb, ppl, decode_tps,
        front_memory_quality AS on_front, dominated
 FROM pareto
 ORDER BY pipeline, weight_mb`,
@@ -48,7 +48,7 @@ export const SPEED_QUALITY: SectionQuery = {
   // On the speed/quality front when no configuration of the same pipeline is faster with a
   // perplexity as low or lower, and none as fast has a lower one (one sort, not n² pairs).
   sql: `WITH t AS (
-  SELECT pipeline, configuration, decode_tps, ppl, weight_mb FROM quant_tradeoff
+  SELECT pipeline, configuration, engine, decode_tps, ppl, weight_mb FROM quant_tradeoff
   WHERE decode_tps IS NOT NULL AND ppl IS NOT NULL),
 w AS (
   SELECT *,
@@ -56,7 +56,7 @@ w AS (
                    RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW EXCLUDE GROUP) AS best_faster,
     min(ppl) OVER (PARTITION BY pipeline, decode_tps) AS best_as_fast
   FROM t)
-SELECT pipeline, configuration, decode_tps, ppl, weight_mb,
+SELECT pipeline, configuration, engine, decode_tps, ppl, weight_mb,
        ppl <= best_as_fast AND (best_faster IS NULL OR best_faster > ppl) AS on_front
 FROM w
 ORDER BY pipeline, decode_tps`,

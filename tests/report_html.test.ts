@@ -140,10 +140,12 @@ Deno.test("speed/quality front: hand-made points, ties included, match the pairw
       ["q", "g", 50, 20],
     ];
     await db.conn.run(
-      "CREATE TEMP TABLE quant_tradeoff (pipeline VARCHAR, configuration VARCHAR, decode_tps DOUBLE, ppl DOUBLE, weight_mb DOUBLE)",
+      "CREATE TEMP TABLE quant_tradeoff (pipeline VARCHAR, configuration VARCHAR, engine VARCHAR, decode_tps DOUBLE, ppl DOUBLE, weight_mb DOUBLE)",
     );
     for (const [p, c, tps, ppl] of pts) {
-      await db.conn.run(`INSERT INTO quant_tradeoff VALUES ('${p}', '${c}', ${tps}, ${ppl}, 1)`);
+      await db.conn.run(
+        `INSERT INTO quant_tradeoff VALUES ('${p}', '${c}', 'libtorch', ${tps}, ${ppl}, 1)`,
+      );
     }
     const rows = (await db.query(SPEED_QUALITY.sql)).rows;
     const front = rows.filter((r) => r.on_front).map((r) => r.configuration).sort();
