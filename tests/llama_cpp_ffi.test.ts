@@ -1,8 +1,17 @@
 // libllama's struct layouts: the defaults libllama returns, read back field by field through
-// the layouts in ffi/llama/structs.ts, equal the defaults the pinned llama.cpp source sets.
+// the layouts in ffi/llama/structs.ts, equal the defaults the pinned llama.cpp source sets;
+// and the binding's refusals (no library, a broken file, a bad id) are errors, not crashes.
 import assert from "node:assert/strict";
-import { llamaCpp, llamaSystemInfo } from "../ffi/llama/lib.ts";
-import { LLAMA_CPP_PACKAGE, LLAMA_CPP_VERSION } from "../ffi/llama/locate.ts";
+import { llamaCpp, LlamaCppError, llamaSystemInfo } from "../ffi/llama/lib.ts";
+import {
+  LLAMA_CPP_PACKAGE,
+  LLAMA_CPP_VERSION,
+  LlamaCppUnavailable,
+  locateLlamaCpp,
+} from "../ffi/llama/locate.ts";
+import { createTinyModel } from "../models/tiny.ts";
+import { exportGguf } from "../models/gguf/export.ts";
+import { LlamaCppModel } from "../models/llama_cpp/model.ts";
 import {
   CONTEXT_PARAMS,
   type CStruct,
@@ -110,4 +119,44 @@ Deno.test("llama_model_quantize_default_params reads back as llama-quant.cpp set
 
 Deno.test("a ggml CPU backend was chosen and reports its features", () => {
   assert.match(llamaSystemInfo(), /CPU : .*AVX2 = 1/);
+});
+
+Deno.test("a folder without libllama is refused with how to get it", () => {
+  const dir = Deno.makeTempDirSync();
+  Deno.env.set("LLAMA_CPP_LIB_DIR", dir);
+  try {
+    assert.throws(() => locateLlamaCpp(), (e: Error) => {
+      assert.ok(e instanceof LlamaCppUnavailable);
+      assert.match(e.message, /LLAMA_CPP_LIB_DIR=.* holds no libllama\.\*\.so/);
+      return true;
+    });
+  } finally {
+    Deno.env.delete("LLAMA_CPP_LIB_DIR");
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("a truncated GGUF and an id outside the vocabulary fail with libllama's reason", () => {
+  const tmp = Deno.makeTempDirSync();
+  try {
+    createTinyModel({ out: `${tmp}/m`, arch: "llama", preset: "tiny" });
+    const { path } = exportGguf(`${tmp}/m`, `${tmp}/m.gguf`);
+    const bytes = Deno.readFileSync(path);
+    Deno.writeFileSync(`${tmp}/cut.gguf`, bytes.subarray(0, bytes.byteLength - 1000));
+    assert.throws(
+      () => LlamaCppModel.open(`${tmp}/cut.gguf`, { contextTokens: 16 }),
+      (e: Error) => {
+        assert.ok(e instanceof LlamaCppError);
+        assert.match(e.message, /libllama could not load .*cut\.gguf: .*(error|fail)/i);
+        return true;
+      },
+    );
+    using m = LlamaCppModel.open(path, { contextTokens: 16 });
+    assert.throws(
+      () => m.logits([1, 5, 9999]),
+      /token id 9999 is outside the vocabulary \(0\.\.258\)/,
+    );
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
 });
