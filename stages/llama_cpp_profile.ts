@@ -1,12 +1,11 @@
 // The profile stage's llama.cpp branch: the same grid, warmup, alternating rounds and rows as
 // the libtorch path, timed through libllama.
-import type { StageContext } from "../engine/mod.ts";
+import type { InputInfo, StageContext } from "../engine/mod.ts";
 import { LabError } from "../errors.ts";
 import { watchConditions } from "../models/profile/conditions.ts";
 import { profileLlamaCpp } from "../models/llama_cpp/profile.ts";
-import { profileGrid, type ProfileParams, recordProfiles } from "./profile.ts";
+import { profileGrid, type ProfileParams, recordConditions, recordProfiles } from "./profile.ts";
 import { openLlamaCpp } from "./llama_cpp.ts";
-import type { InputInfo } from "../engine/mod.ts";
 
 /** Profiles a llama.cpp model input and records its rows with engine "llama.cpp". */
 export function profileWithLlamaCpp(
@@ -43,6 +42,7 @@ export function profileWithLlamaCpp(
     engine: "llama.cpp",
     noisy: conditions.noisy,
   });
+  recordConditions(ctx, conditions);
   ctx.metric("weight_bytes", model.weightBytes, "bytes");
   ctx.progress(grid.length, grid.length);
 }

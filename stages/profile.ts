@@ -114,19 +114,7 @@ export const profile = defineStage({
       engine: "libtorch",
       noisy: conditions.noisy,
     });
-    ctx.record("timing_conditions", {
-      load1_before: conditions.load1Before,
-      load1_after: conditions.load1After,
-      wall_s: conditions.wallS,
-      own_cpu_s: conditions.ownCpuS,
-      other_cpu_s: conditions.otherCpuS,
-      cores: conditions.cores,
-      others_share: conditions.othersShare,
-      noisy: conditions.noisy,
-      cpu_model: conditions.cpuModel,
-      cpu_flags: conditions.cpuFlags,
-      governor: conditions.governor,
-    });
+    recordConditions(ctx, conditions);
     if (conditions.noisy) {
       ctx.log(
         `noisy: other processes took ${
@@ -161,6 +149,26 @@ export const profile = defineStage({
     ctx.progress(total, total);
   },
 });
+
+/** The timing_conditions row of a profile stage: how busy the machine was while it timed. */
+export function recordConditions(
+  ctx: { record(table: string, row: Record<string, unknown>): void },
+  conditions: ReturnType<ReturnType<typeof watchConditions>>,
+): void {
+  ctx.record("timing_conditions", {
+    load1_before: conditions.load1Before,
+    load1_after: conditions.load1After,
+    wall_s: conditions.wallS,
+    own_cpu_s: conditions.ownCpuS,
+    other_cpu_s: conditions.otherCpuS,
+    cores: conditions.cores,
+    others_share: conditions.othersShare,
+    noisy: conditions.noisy,
+    cpu_model: conditions.cpuModel,
+    cpu_flags: conditions.cpuFlags,
+    governor: conditions.governor,
+  });
+}
 
 /** The profiles rows (and their raw samples) of one profile stage, of either engine. */
 export function recordProfiles(
