@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { loadPipelineFile, planPipeline, runPipeline, silentReporter } from "../engine/mod.ts";
 import { databasePath, LabDatabase } from "../engine/store.ts";
+import { buildReport } from "../reports/build.ts";
 
 const PIPELINE = new URL("./fixtures/pipelines/engines_small.ts", import.meta.url).pathname;
 
@@ -48,6 +49,13 @@ Deno.test("both engines fill profiles, evals and quant_tradeoff, scored on the s
     } finally {
       db.close();
     }
+    // The report's scatter plots and trade-off table mark llama.cpp's configurations.
+    const report = await buildReport(results, { out: `${results}/report.html` });
+    const memory = report.charts.find((c) => c.id === "memory_quality")!;
+    assert.match(memory.svg ?? "", /Q8_0 \(llama\.cpp\)/);
+    assert.match(memory.svg ?? "", /int8</);
+    const html = Deno.readTextFileSync(report.out);
+    assert.match(html, /<td>llama\.cpp<\/td>/);
   } finally {
     Deno.removeSync(results, { recursive: true });
   }

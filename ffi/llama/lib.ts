@@ -21,16 +21,11 @@ const SYMBOLS = {
   llama_vocab_n_tokens: { parameters: [P], result: "i32" },
   llama_model_size: { parameters: [P], result: "u64" },
   llama_model_n_params: { parameters: [P], result: "u64" },
-  llama_model_n_ctx_train: { parameters: [P], result: "i32" },
-  llama_n_ctx: { parameters: [P], result: "u32" },
   llama_get_memory: { parameters: [P], result: P },
   llama_memory_clear: { parameters: [P, "bool"], result: "void" },
-  llama_memory_seq_rm: { parameters: [P, "i32", "i32", "i32"], result: "bool" },
   llama_decode: { parameters: [P, BATCH.native], result: "i32", nonblocking: false },
   llama_get_logits_ith: { parameters: [P, "i32"], result: P },
-  llama_set_n_threads: { parameters: [P, "i32", "i32"], result: "void" },
   llama_model_quantize: { parameters: ["buffer", "buffer", "buffer"], result: "u32" },
-  llama_model_desc: { parameters: [P, "buffer", "usize"], result: "i32" },
 } as const;
 
 const GGML_SYMBOLS = {

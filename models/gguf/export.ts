@@ -150,7 +150,10 @@ function checkpointTensors(
     const name = ggufTensorName(hf);
     if (!name) {
       if (hf.endsWith("rotary_emb.inv_freq")) continue;
-      throw new LabError(`GGUF export: ${ckpt.dir} holds '${hf}', which llama.cpp has no slot for`);
+      throw new LabError(
+        `GGUF export: ${ckpt.dir} holds '${hf}', which llama.cpp has no slot for ` +
+          "(a model the lab quantized? export the unquantized checkpoint)",
+      );
     }
     const shape = ckpt.shapeOf(hf);
     // Norms and biases stay F32, as llama.cpp's converter keeps 1-D tensors.
