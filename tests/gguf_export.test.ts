@@ -116,3 +116,34 @@ Deno.test("a SentencePiece-style tokenizer is refused, naming the file and what 
     Deno.removeSync(tmp, { recursive: true });
   }
 });
+
+Deno.test("byte-level BPE merges and added tokens reach the GGUF, and llama.cpp loads them", async () => {
+  const tmp = Deno.makeTempDirSync();
+  try {
+    createTinyModel({ out: `${tmp}/m`, arch: "qwen2", preset: "tiny" });
+    const path = `${tmp}/m/tokenizer.json`;
+    const tj = JSON.parse(Deno.readTextFileSync(path));
+    // Replace two unused byte ids with a merged token and a user-defined one (vocab stays 259).
+    tj.model.vocab["Ġt"] = 257;
+    tj.model.merges = [["Ġ", "t"]];
+    tj.added_tokens.push({ id: 258, content: "<tool>", special: false });
+    for (const [k, v] of Object.entries(tj.model.vocab)) {
+      if ((v === 257 && k !== "Ġt") || (v === 258 && k !== "<tool>")) delete tj.model.vocab[k];
+    }
+    Deno.writeTextFileSync(path, JSON.stringify(tj));
+    const out = exportGguf(`${tmp}/m`, `${tmp}/m.gguf`);
+    const md = (await gguf(out.path, { allowLocalFile: true })).metadata as Record<
+      string,
+      unknown
+    >;
+    assert.deepEqual(md["tokenizer.ggml.merges"], ["Ġ t"]);
+    const tokens = md["tokenizer.ggml.tokens"] as string[];
+    const types = md["tokenizer.ggml.token_type"] as number[];
+    assert.deepEqual([tokens[257], types[257]], ["Ġt", 1]);
+    assert.deepEqual([tokens[258], types[258]], ["<tool>", 4]);
+    using m = LlamaCppModel.open(out.path, { contextTokens: 16 });
+    assert.equal(m.vocabSize, 259);
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
+});
