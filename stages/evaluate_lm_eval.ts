@@ -62,13 +62,21 @@ export async function runLmEvalTasks(
     });
     results.push(r);
     for (const [metric, agg] of Object.entries(r.metrics)) {
-      ctx.record("evals", { dataset: task.task, metric, value: agg.value, tokens: r.tokens });
+      const engine = "libtorch"; // lm-eval tasks run on the lab's own forward
+      ctx.record("evals", {
+        dataset: task.task,
+        metric,
+        value: agg.value,
+        tokens: r.tokens,
+        engine,
+      });
       if (typeof agg.stderr === "number") {
         ctx.record("evals", {
           dataset: task.task,
           metric: `${metric}_stderr`,
           value: agg.stderr,
           tokens: r.tokens,
+          engine,
         });
       }
     }

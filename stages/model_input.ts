@@ -68,7 +68,8 @@ export function openModel(
   if (((input.output ?? {}) as ModelOutput).gguf) {
     throw new LabError(
       `input "${input.name}" is a llama.cpp (GGUF) model: this stage runs libtorch models ` +
-        "only; profile, evaluate and analyze (as the variant) take llama.cpp models",
+        "only; profile, evaluate (perplexity and the lab's task files, not lm-eval YAML) and " +
+        "analyze (as the variant) take llama.cpp models",
     );
   }
   const { dir, adapter } = modelSource(input);
