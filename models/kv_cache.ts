@@ -54,6 +54,25 @@ export class KVCache {
     }
   }
 
+  /**
+   * A cache over the first `rows` rows of this one's buffers (the storage is shared), for a
+   * batch whose rows come and go between steps. Dispose the view; the buffers stay.
+   */
+  rowsView(rows: number): KVCache {
+    if (!Number.isInteger(rows) || rows < 1 || rows > this.batch) {
+      throw new RangeError(`KVCache.rowsView: rows must be in [1, ${this.batch}], got ${rows}`);
+    }
+    const view = Object.create(KVCache.prototype) as KVCache;
+    Object.assign(view, {
+      batch: rows,
+      capacity: this.capacity,
+      keys: this.keys.map((t) => t.narrow(0, 0, rows)),
+      values: this.values.map((t) => t.narrow(0, 0, rows)),
+      length: this.length,
+    });
+    return view;
+  }
+
   /** Forgets the cached positions (the buffers are kept). */
   reset(): void {
     this.length = 0;
