@@ -209,6 +209,64 @@ export const RECORD_TABLES: TableDef[] = [
     ],
   },
   {
+    // serve_bench: one row per request sent to an OpenAI-compatible endpoint, per rate ("inf":
+    // all at once). Failed requests keep their status and error; itl_ms lists every gap.
+    name: "serving_requests",
+    columns: [
+      ["rate", "VARCHAR"],
+      ["request", "BIGINT"],
+      ["sent_ms", "DOUBLE"],
+      ["status", "BIGINT"],
+      ["ok", "BOOLEAN"],
+      ["error", "VARCHAR"],
+      ["ttft_ms", "DOUBLE"],
+      ["tpot_ms", "DOUBLE"],
+      ["e2e_ms", "DOUBLE"],
+      ["itl_ms", "JSON"],
+      ["prompt_tokens", "BIGINT"],
+      ["output_tokens", "BIGINT"],
+      // "usage" (the server's count), "tokenizer" (counted here) or "chunks"
+      ["token_source", "VARCHAR"],
+    ],
+  },
+  {
+    // serve_bench: one row per rate: throughput, goodput under the SLOs, latency percentiles.
+    name: "serving_summary",
+    columns: [
+      ["rate", "VARCHAR"],
+      ["rate_per_s", "DOUBLE"],
+      ["model", "VARCHAR"],
+      ["endpoint", "VARCHAR"],
+      ["max_concurrency", "BIGINT"],
+      ["slo_ttft_ms", "DOUBLE"],
+      ["slo_tpot_ms", "DOUBLE"],
+      ["requests", "BIGINT"],
+      ["completed", "BIGINT"],
+      ["failed", "BIGINT"],
+      ["duration_s", "DOUBLE"],
+      ["requests_per_s", "DOUBLE"],
+      ["output_tokens_per_s", "DOUBLE"],
+      ["goodput_per_s", "DOUBLE"],
+      ["slo_attainment", "DOUBLE"],
+      ["ttft_mean_ms", "DOUBLE"],
+      ["ttft_p50_ms", "DOUBLE"],
+      ["ttft_p90_ms", "DOUBLE"],
+      ["ttft_p99_ms", "DOUBLE"],
+      ["tpot_mean_ms", "DOUBLE"],
+      ["tpot_p50_ms", "DOUBLE"],
+      ["tpot_p90_ms", "DOUBLE"],
+      ["tpot_p99_ms", "DOUBLE"],
+      ["itl_mean_ms", "DOUBLE"],
+      ["itl_p50_ms", "DOUBLE"],
+      ["itl_p90_ms", "DOUBLE"],
+      ["itl_p99_ms", "DOUBLE"],
+      ["e2e_mean_ms", "DOUBLE"],
+      ["e2e_p50_ms", "DOUBLE"],
+      ["e2e_p90_ms", "DOUBLE"],
+      ["e2e_p99_ms", "DOUBLE"],
+    ],
+  },
+  {
     name: "evals",
     columns: [
       ["dataset", "VARCHAR"],
@@ -394,6 +452,18 @@ export const VIEWS: { name: string; sql: string }[] = [
     name: "provenance",
     sql: `SELECT c.key, c.kind, c.name, c.pipeline, c.finished_at, e.*
           FROM cache_entries c LEFT JOIN environments e USING (env_id)`,
+  },
+  {
+    // serve_bench results with what was served: the model input's stage, its scheme (a quantize
+    // input's, else the model's dtype label) and the sweep coordinates of the bench stage.
+    name: "serving_results",
+    sql: `SELECT s.pipeline, s.name AS stage, coalesce(
+              json_extract_string(m.params, '$.scheme'), sum.model) AS scheme,
+            m.name AS model_stage, sum.*, s.coords
+          FROM serving_summary sum
+          JOIN latest_stages s ON s.key = sum.key
+          LEFT JOIN latest_stages m ON m.pipeline = s.pipeline
+            AND m.key = json_extract_string(s.inputs, '$.model')`,
   },
   {
     name: "failures",

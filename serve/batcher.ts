@@ -21,8 +21,11 @@ export interface SequenceRequest {
   seed: number;
   /** Token ids that end the sequence (empty to ignore end-of-sequence). */
   stopTokens: ReadonlySet<number>;
-  /** Called with each new token; returning true ends the sequence (a stop string matched). */
-  onToken?: (token: number) => boolean | void;
+  /**
+   * Called with each new token and, for the last one, why the sequence ends; returning true
+   * ends it here (a stop string matched).
+   */
+  onToken?: (token: number, last: FinishReason | null) => boolean | void;
   /** Aborting it (a client that went away) frees the sequence's row at once. */
   signal?: AbortSignal;
 }
@@ -249,10 +252,13 @@ export class ContinuousBatcher {
   #accept(seq: Sequence, token: number): void {
     seq.tokens.push(token);
     seq.last = token;
-    let stopped = seq.req.stopTokens.has(token);
-    if (seq.req.onToken?.(token) === true) stopped = true;
-    if (stopped) this.#remove(seq, "stop");
-    else if (seq.tokens.length >= seq.req.maxTokens) this.#remove(seq, "length");
+    let end: FinishReason | null = seq.req.stopTokens.has(token)
+      ? "stop"
+      : seq.tokens.length >= seq.req.maxTokens
+      ? "length"
+      : null;
+    if (seq.req.onToken?.(token, end) === true) end = "stop";
+    if (end) this.#remove(seq, end);
   }
 
   #cancel(seq: Sequence): void {

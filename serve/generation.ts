@@ -7,7 +7,12 @@ import {
   jsonResponse,
   parseGenerationRequest,
 } from "./openai.ts";
-import { type ContinuousBatcher, QueueFullError, type SequenceResult } from "./batcher.ts";
+import {
+  type ContinuousBatcher,
+  QueueFullError,
+  type SequenceRequest,
+  type SequenceResult,
+} from "./batcher.ts";
 import { TextStreamer } from "./text_stream.ts";
 
 /** What every request handler needs. */
@@ -104,7 +109,7 @@ function submit(
   ctx: ServingContext,
   p: Prepared,
   signal: AbortSignal,
-  onToken: (t: number) => boolean | void,
+  onToken: SequenceRequest["onToken"] & {},
 ): Promise<SequenceResult> {
   try {
     return ctx.batcher.submit({
@@ -171,7 +176,7 @@ async function wholeResponse(
   });
 }
 
-/** Server-sent events: one chunk per token, a finishing chunk, a usage chunk, then [DONE]. */
+/** Server-sent events: one chunk per token (the last with its finish reason), usage, [DONE]. */
 // Streams learn of a disconnect from their body's cancel() only: Deno's request.signal also
 // fires once a streamed response is under way.
 function streamResponse(ctx: ServingContext, p: Prepared, id: string): Response {
@@ -198,10 +203,13 @@ function streamResponse(ctx: ServingContext, p: Prepared, id: string): Response 
   // Refused before any byte is sent (429): answered as a plain JSON error, not a stream.
   let count = 0;
   let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const done = submit(ctx, p, gone.signal, (t) => {
-    const text = streamer.push(t);
+  // The last token's chunk carries the finish reason and any text held back until then.
+  const done = submit(ctx, p, gone.signal, (t, last) => {
+    let text = streamer.push(t);
+    const reason = streamer.stopped ? "stop" : last;
+    if (reason) text += streamer.flush();
     try {
-      controller.enqueue(chunk([choice(text, null, count++ === 0)]));
+      controller.enqueue(chunk([choice(text, reason, count++ === 0)]));
     } catch { /* the client went away; the abort frees the row */ }
     return streamer.stopped;
   });
@@ -216,8 +224,6 @@ function streamResponse(ctx: ServingContext, p: Prepared, id: string): Response 
           } catch { /* already cancelled by the client */ }
           return;
         }
-        const rest = streamer.flush();
-        c.enqueue(chunk([choice(rest, finishReason(r, streamer), count++ === 0)]));
         c.enqueue(chunk([], { usage: usage(p, r.tokens.length) }));
         c.enqueue(enc.encode("data: [DONE]\n\n"));
         c.close();

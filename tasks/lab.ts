@@ -20,6 +20,7 @@ const COMMANDS = [
   import("./cli/why.ts"),
   import("./cli/report.ts"),
   import("./cli/serve.ts"),
+  import("./cli/serve_model.ts"),
 ];
 
 /** Builds the program with every command registered. */

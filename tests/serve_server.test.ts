@@ -90,8 +90,8 @@ Deno.test("serve: SSE has one chunk per token, usage in the last chunk, then [DO
       const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
       const usage = chunks.at(-1).usage;
       assert.deepEqual(chunks.at(-1).choices, []);
-      // 12 token chunks, then the finishing chunk (empty text) and the usage chunk.
-      assert.equal(chunks.length, 12 + 2);
+      // 12 token chunks (the last one finishing), then the usage chunk.
+      assert.equal(chunks.length, 12 + 1);
       assert.equal(usage.completion_tokens, 12);
       assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
       const text = chunks.slice(0, -1).map((c) =>
