@@ -109,7 +109,7 @@ function submit(
   ctx: ServingContext,
   p: Prepared,
   signal: AbortSignal,
-  onToken: SequenceRequest["onToken"] & {},
+  onToken: NonNullable<SequenceRequest["onToken"]>,
 ): Promise<SequenceResult> {
   try {
     return ctx.batcher.submit({
