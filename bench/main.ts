@@ -15,6 +15,10 @@ const BENCHES: Record<string, { file: string; what: string }> = {
     file: "./engines.ts",
     what: "the lab's int8/nf4/int4 vs llama.cpp's Q8_0/Q4_K_M/Q4_0/IQ4_XS: speed, MB, PPL, KLD",
   },
+  serve: {
+    file: "./serve.ts",
+    what: "OpenAI server on the 25M model: continuous batching vs one at a time, TTFT p99",
+  },
 };
 
 const [name, ...rest] = Deno.args;
