@@ -8,6 +8,7 @@ import { parseHTML } from "linkedom";
 import { PROJECTION_NAMES } from "../models/projections.ts";
 import type { ReportData, Row, SectionData } from "./data.ts";
 import { nonOverlappingLabels } from "./label_layout.ts";
+import { servingCharts } from "./serving_charts.ts";
 
 /** A rendered chart: its SVG, or the note that stands in for it. */
 export interface Chart {
@@ -67,7 +68,8 @@ function svgText(el: Element): string {
   return s;
 }
 
-function plot(options: Plot.PlotOptions): string {
+/** Plot options rendered to an SVG string at the report's width. */
+export function plot(options: Plot.PlotOptions): string {
   return svgText(
     Plot.plot(
       { document, width: WIDTH, style: { background: "white" }, ...options } as Plot.PlotOptions,
@@ -75,7 +77,8 @@ function plot(options: Plot.PlotOptions): string {
   );
 }
 
-function noteChart(section: SectionData, caption: string): Chart {
+/** The note that stands in for a chart without rows. */
+export function noteChart(section: SectionData, caption: string): Chart {
   return {
     id: section.query.id,
     title: section.query.title,
@@ -494,5 +497,6 @@ export function renderCharts(data: ReportData): Chart[] {
     ),
     sensitivity(s("sensitivity")),
     training(s("training")),
+    ...servingCharts(s("serving_latency"), s("serving_throughput")),
   ];
 }

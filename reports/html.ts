@@ -171,6 +171,7 @@ export function sectionsHtml(data: ReportData, charts: Chart[]): string {
   }
   // Loss curves only when there are fine-tuning runs; otherwise a one-line note.
   parts.push(chartHtml(byId.get("training")!));
+  for (const id of ["serving_latency", "serving_throughput"]) parts.push(chartHtml(byId.get(id)!));
   parts.push(warningsHtml(data.sections.get("warnings")!));
   return parts.join("\n");
 }

@@ -126,6 +126,28 @@ ORDER BY st.pipeline, run, t.step`,
   empty: "run a fine-tuning pipeline: lab run pipelines/peft_compare.ts",
 };
 
+const SERVING_HINT = "run a serving benchmark: lab run pipelines/serving.ts";
+const SERVING_SQL = (cols: string) =>
+  `SELECT pipeline, stage, scheme, rate, rate_per_s, ${cols}
+FROM serving_results
+ORDER BY pipeline, scheme, rate_per_s NULLS LAST`;
+
+export const SERVING_LATENCY: SectionQuery = {
+  id: "serving_latency",
+  title: "Serving latency vs request rate",
+  needs: ["serving_results"],
+  sql: SERVING_SQL("ttft_p50_ms, ttft_p99_ms, tpot_p50_ms, tpot_p99_ms, e2e_p99_ms, failed"),
+  empty: SERVING_HINT,
+};
+
+export const SERVING_THROUGHPUT: SectionQuery = {
+  id: "serving_throughput",
+  title: "Serving throughput vs request rate",
+  needs: ["serving_results"],
+  sql: SERVING_SQL("requests_per_s, output_tokens_per_s, goodput_per_s, slo_attainment"),
+  empty: SERVING_HINT,
+};
+
 export const WARNINGS: SectionQuery = {
   id: "warnings",
   title: "Warnings",
@@ -156,6 +178,8 @@ export const SECTIONS: SectionQuery[] = [
   PREFILL_DECODE,
   SENSITIVITY,
   TRAINING,
+  SERVING_LATENCY,
+  SERVING_THROUGHPUT,
   WARNINGS,
 ];
 

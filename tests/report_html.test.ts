@@ -19,7 +19,8 @@ Deno.test("lab report: self-contained HTML with the SQL under each chart, PNGs",
   const pngDir = join(dir, "png");
   const r = await lab(["report", "--results", results, "--png", pngDir]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /5 of 5 charts drawn/);
+  // The sample has no serving benchmark: its two charts are notes.
+  assert.match(r.stdout, /5 of 7 charts drawn/);
   const out = join(results, "report.html");
   const html = Deno.readTextFileSync(out);
   assert.equal(await digest(databasePath(results)), before, "the report changed lab.duckdb");
@@ -31,7 +32,7 @@ Deno.test("lab report: self-contained HTML with the SQL under each chart, PNGs",
     assert.doesNotMatch(html, /<link\b/i);
     // The SQL of each section is printed under it.
     const sqlBlocks = html.match(/<details class="sql">/g) ?? [];
-    assert.equal(sqlBlocks.length, 7);
+    assert.equal(sqlBlocks.length, 9);
     assert.match(html, /FROM quant_tradeoff t/);
     assert.match(html, /FROM layer_sensitivity l/);
   });
@@ -77,7 +78,8 @@ Deno.test("lab report: an empty results database gives notes, not errors", async
   assert.equal(res.empty, true);
   assert.equal(res.charts.filter((c) => c.svg).length, 0);
   const html = Deno.readTextFileSync(out);
-  assert.equal((html.match(/no data yet: /g) ?? []).length, 6);
+  assert.equal((html.match(/no data yet: /g) ?? []).length, 8);
+  assert.match(html, /no data yet: run a serving benchmark/);
   assert.match(html, /no data yet: run a quantization sweep/);
   assert.match(html, /no data yet: run a fine-tuning pipeline/);
   assert.doesNotMatch(html, /<svg/);

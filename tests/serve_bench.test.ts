@@ -183,6 +183,13 @@ export default pipeline("sb", () => {
     } finally {
       close();
     }
+    const { buildReport } = await import("../reports/build.ts");
+    const report = await buildReport(join(dir, "results"), { out: join(dir, "r.html") });
+    const serving = report.charts.filter((c) => c.id.startsWith("serving_"));
+    assert.deepEqual(serving.map((c) => [c.id, c.svg !== null, c.marks.dots]), [
+      ["serving_latency", true, 6],
+      ["serving_throughput", true, 4],
+    ]);
     // No server left behind: nothing of ours still runs serve-model.
     const ps = new TextDecoder().decode(
       (await new Deno.Command("ps", { args: ["-eo", "ppid,args"] }).output()).stdout,
