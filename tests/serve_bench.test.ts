@@ -180,6 +180,12 @@ export default pipeline("sb", () => {
         ["20", "int8", 6, true],
         ["inf", "int8", 6, true],
       ]);
+      // `lab serve-model --stage KEY` finds the quantized folder by a key prefix.
+      const [{ key }] = await rows(`SELECT key FROM latest_stages WHERE kind = 'quantize'`);
+      const { stageModelDir } = await import("../serve/stage_model.ts");
+      const served = stageModelDir(join(dir, "results"), String(key).slice(0, 10));
+      assert.ok(Deno.statSync(join(served, "config.json")).isFile);
+      assert.throws(() => stageModelDir(join(dir, "results"), "zzz"), /no finished stage/);
     } finally {
       close();
     }
@@ -236,4 +242,39 @@ Deno.test("Poisson arrivals are seeded and at the rate; goodput counts only requ
   assert.equal(s.sloAttainment, 0.25);
   assert.equal(s.ttft_p50_ms, 100);
   assert.equal(s.itl_p50_ms, 10);
+});
+
+Deno.test("serve_bench: bad params are plan-time errors naming the field", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "lab-sbench-" });
+  try {
+    const cases: [string, RegExp][] = [
+      [`{ url: "http://127.0.0.1:1", rates: [] }`, /rates/],
+      [`{ url: "http://127.0.0.1:1", rates: [-1] }`, /rates/],
+      [`{ url: "not a url" }`, /url/],
+      [`{ url: "http://127.0.0.1:1", promptTokens: [9, 3] }`, /promptTokens/],
+      [`{ url: "http://127.0.0.1:1", slo: { ttftMs: 0, tpotMs: 5 } }`, /slo/],
+      [`{ url: "http://127.0.0.1:1", rate: [1] }`, /rate/],
+    ];
+    for (const [i, [params, field]] of cases.entries()) {
+      // One file per case: a module is imported once per path.
+      const file = join(dir, `p${i}.ts`);
+      Deno.writeTextFileSync(
+        file,
+        `import { pipeline, serve_bench } from "${MOD}";
+export default pipeline("sb", () => { serve_bench(${params}); });`,
+      );
+      await assert.rejects(
+        () =>
+          runPipeline(file, {
+            resultsDir: join(dir, "results"),
+            executor: "inline",
+            reporter: silentReporter,
+          }),
+        (e: Error) => field.test(e.message) && /serve_bench/.test(e.message),
+        params,
+      );
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });

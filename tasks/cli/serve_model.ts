@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { LabError } from "../../engine/errors.ts";
+import { resultsDir } from "./common.ts";
 
 function int(name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(v);
@@ -9,7 +10,7 @@ function int(name: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER
   return n;
 }
 
-/** `lab serve-model --model DIR [--scheme nf4] [--port N] [--max-batch 8] [--max-waiting 64]` */
+/** `lab serve-model --model DIR | --stage KEY [--scheme nf4] [--port N] [--max-batch 8]` */
 export function register(program: Command): void {
   program
     .command("serve-model")
@@ -17,10 +18,8 @@ export function register(program: Command): void {
       "serve a model over OpenAI's HTTP API (/v1/models, /v1/completions, /v1/chat/completions) " +
         "with continuous batching (Ctrl-C stops)",
     )
-    .requiredOption(
-      "--model <dir>",
-      "HF-format model folder (config.json, safetensors, tokenizer.json)",
-    )
+    .option("--model <dir>", "HF-format model folder (config.json, safetensors, tokenizer.json)")
+    .option("--stage <key>", "instead of --model: the model a finished stage left (key or prefix)")
     .option(
       "--scheme <scheme>",
       "load straight into a quantization scheme (int8, nf4, int4-g128, ...)",
@@ -36,7 +35,8 @@ export function register(program: Command): void {
     )
     .option("--dtype <dtype>", "float32, bfloat16 or float16", "float32")
     .option("--device <device>", "cpu, cuda or cuda:N", "cpu")
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      if (!opts.model === !opts.stage) throw new LabError("give --model DIR or --stage KEY (one)");
       const port = int("--port", opts.port, 0, 65535);
       const maxBatch = int("--max-batch", opts.maxBatch, 1, 1024);
       const maxWaiting = int("--max-waiting", opts.maxWaiting, 0);
@@ -44,9 +44,11 @@ export function register(program: Command): void {
       const { loadModel } = await import("../../models/mod.ts");
       const { assertFiniteWeights } = await import("../../models/finite_weights.ts");
       const { startModelServer } = await import("../../serve/server.ts");
+      const dir = opts.model ??
+        (await import("../../serve/stage_model.ts")).stageModelDir(resultsDir(cmd), opts.stage);
       let model;
       try {
-        model = loadModel(opts.model, {
+        model = loadModel(dir, {
           dtype: opts.dtype,
           device: opts.device,
           quantize: opts.scheme,
