@@ -77,6 +77,8 @@ export interface BatcherStats {
   steps: number;
   /** The largest batch one decode step ran. */
   maxBatchRun: number;
+  /** Times the live columns moved left because the timeline ran out. */
+  compactions: number;
 }
 
 /** Schedules sequences over `model` with continuous batching. */
@@ -90,6 +92,7 @@ export class ContinuousBatcher {
   #closed = false;
   #steps = 0;
   #maxBatchRun = 0;
+  #compactions = 0;
 
   constructor(model: LlamaModel, options: BatcherOptions) {
     this.model = model;
@@ -105,6 +108,7 @@ export class ContinuousBatcher {
       waiting: this.#waiting.length,
       steps: this.#steps,
       maxBatchRun: this.#maxBatchRun,
+      compactions: this.#compactions,
     };
   }
 
@@ -191,8 +195,8 @@ export class ContinuousBatcher {
   #prefill(seq: Sequence): number {
     const p = seq.req.prompt.length;
     const cache = this.#cache;
+    if (cache.length + 1 > cache.capacity) this.#compact();
     if (cache.length < p) this.#shift(p - cache.length);
-    else if (cache.length + 1 > cache.capacity) this.#compact();
     using scratch = this.model.createCache(1, p);
     using logits = this.model.forward([[...seq.req.prompt]], { cache: scratch, logits: "last" });
     const row = this.#active.length;
@@ -304,6 +308,7 @@ export class ContinuousBatcher {
   /** Moves every live column left so that the oldest sequence starts at column 0. */
   #compact(): void {
     const oldest = Math.min(...this.#active.map((s) => s.start));
+    this.#compactions++;
     this.#move(-oldest);
   }
 

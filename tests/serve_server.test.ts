@@ -236,3 +236,53 @@ Deno.test("serve: stop strings cut the text, held back while they may still matc
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("batcher: staggered arrivals past the cache's columns compact and still match generate()", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "lab-serve-" });
+  try {
+    createTinyModel({ out: dir, seed: 5 });
+    using model = loadModel(dir);
+    const { ContinuousBatcher } = await import("../serve/batcher.ts");
+    // 40 positions a sequence: the shared timeline (81 columns) runs out and compacts.
+    const b = new ContinuousBatcher(model, { maxBatch: 3, maxWaiting: 16, maxContext: 40 });
+    try {
+      const tok = model.tokenizer!;
+      const prompts = Array.from({ length: 14 }, (_, i) => `prompt ${i}: ${"ab".repeat(i % 7)}`);
+      const runs: Promise<{ tokens: number[] }>[] = [];
+      // Each request arrives when the one before has made 6 tokens: the batch never drains.
+      const submit = (i: number) => {
+        const prompt = tok.encode(prompts[i]);
+        let made = 0;
+        runs.push(b.submit({
+          prompt,
+          maxTokens: 40 - prompt.length - (i % 3),
+          sampling: i % 2 ? { temperature: 0.8, topP: 0.9 } : {},
+          seed: i,
+          stopTokens: new Set(),
+          onToken: () => {
+            if (++made === 6 && i + 1 < prompts.length) submit(i + 1);
+          },
+        }));
+      };
+      submit(0);
+      while (runs.length < prompts.length) await new Promise((r) => setTimeout(r, 5));
+      const got = await Promise.all(runs);
+      assert.ok(b.stats().maxBatchRun >= 2);
+      assert.ok(b.stats().compactions > 0, `the timeline compacted: ${JSON.stringify(b.stats())}`);
+      for (const [i, p] of prompts.entries()) {
+        const prompt = tok.encode(p);
+        const want = model.generate([prompt], {
+          maxNewTokens: 40 - prompt.length - (i % 3),
+          stopTokens: [],
+          ...(i % 2 ? { temperature: 0.8, topP: 0.9 } : {}),
+          seed: i,
+        });
+        assert.deepEqual(got[i].tokens, want.tokens[0], `request ${i}`);
+      }
+    } finally {
+      b.close();
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
