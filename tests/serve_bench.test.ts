@@ -196,13 +196,17 @@ export default pipeline("sb", () => {
       ["serving_latency", true, 6],
       ["serving_throughput", true, 4],
     ]);
-    // No server left behind: nothing of ours still runs serve-model.
-    const ps = new TextDecoder().decode(
-      (await new Deno.Command("ps", { args: ["-eo", "ppid,args"] }).output()).stdout,
-    );
-    const mine = ps.split("\n").filter((l) =>
-      l.trim().startsWith(`${Deno.pid} `) && l.includes("serve-model")
-    );
+    // No server left behind: no child of this process runs serve-model (read from /proc).
+    const mine: string[] = [];
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name)) continue;
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).replaceAll("\0", " ");
+        if (ppid === Deno.pid && cmd.includes("serve-model")) mine.push(cmd);
+      } catch { /* the process ended meanwhile */ }
+    }
     assert.deepEqual(mine, []);
   } finally {
     Deno.removeSync(dir, { recursive: true });
