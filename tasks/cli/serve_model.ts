@@ -1,3 +1,4 @@
+// `lab serve-model`: the OpenAI-compatible server over a model folder or a finished stage's model.
 import type { Command } from "commander";
 import { LabError } from "../../engine/errors.ts";
 import { resultsDir } from "./common.ts";
