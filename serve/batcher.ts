@@ -77,7 +77,7 @@ export interface BatcherStats {
   steps: number;
   /** The largest batch one decode step ran. */
   maxBatchRun: number;
-  /** Times the live columns moved left because the timeline ran out. */
+  /** Times the live columns moved left (the timeline ran out, or was mostly dead columns). */
   compactions: number;
 }
 
@@ -216,7 +216,10 @@ export class ContinuousBatcher {
   #decodeStep(): void {
     const n = this.#active.length;
     const cache = this.#cache;
-    if (cache.length + 1 > cache.capacity) this.#compact();
+    // Every row attends over the whole timeline (masked where not its own): once the columns
+    // no sequence needs outnumber the live ones, moving them costs less than reading them.
+    const oldest = Math.min(...this.#active.map((s) => s.start));
+    if (cache.length + 1 > cache.capacity || oldest > cache.length - oldest) this.#compact();
     const head = cache.length;
     const mask = this.#active.map((s) => {
       const row = new Array<number>(head + 1).fill(1);
