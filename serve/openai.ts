@@ -134,8 +134,8 @@ export function parseGenerationRequest(
   }
   const b = body as Record<string, unknown>;
   if (typeof b.model !== "string" || !b.model) throw bad("'model' is required", "model");
-  const n = optionalNumber(b, "n", (x) => x === 1, "1 (one choice per request)");
-  void n;
+  // Checked only: one choice per request is all this server makes.
+  optionalNumber(b, "n", (x) => x === 1, "1 (one choice per request)");
   const maxKey = kind === "chat" && b.max_completion_tokens !== undefined
     ? "max_completion_tokens"
     : "max_tokens";
