@@ -5,6 +5,7 @@
  * same way: one plain message line, no stack, exit code 2.
  */
 export class LabError extends Error {
+  /** An error with `message`, shown without a stack trace. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "LabError";

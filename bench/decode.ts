@@ -4,7 +4,7 @@
 // torch.cat KV cache, repeat_interleave for grouped-query attention), on the
 // same weights, the same libtorch and the same thread count.
 import { parseArgs } from "node:util";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { createTinyModel, type LlamaModel, loadModel } from "../models/mod.ts";
 import { pythonWithTorch, runPython } from "./python.ts";
 

@@ -1,6 +1,6 @@
 // `deno task bench ffi`: per-op overhead of a small add and a 1024×1024 matmul,
 // through the TypeScript API and through Python eager on the same libtorch.
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { pythonWithTorch, runPython } from "./python.ts";
 
 interface Figures {

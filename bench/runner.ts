@@ -8,13 +8,9 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
-import {
-  CacheStore,
-  clearSourceCache,
-  loadPipelineFile,
-  planPipeline,
-  runPipeline,
-} from "../engine/mod.ts";
+import { loadPipelineFile, planPipeline, runPipeline } from "../engine/mod.ts";
+import { CacheStore } from "../engine/cache.ts";
+import { clearSourceCache } from "../engine/source_hash.ts";
 import { LabDatabase } from "../engine/store.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));

@@ -1,3 +1,5 @@
+// Building a pipeline: pipeline(), the sweep helpers, and the nodes and handles stage builders
+// record.
 import type { SlurmSettings } from "./executors/slurm_settings.ts";
 import type { Coords, Scalar, StageDef } from "./types.ts";
 import { fromYaml } from "./yaml.ts";
@@ -8,7 +10,9 @@ export const PIPELINE: unique symbol = Symbol.for("lab.pipeline");
 
 /** What a stage builder returns; later stages take it as an input. */
 export interface StageHandle<K extends string = string> {
+  /** The stage kind of the node this handle stands for. */
   readonly kind: K;
+  /** The node recorded when the stage builder was called (or a reference by name). */
   readonly [HANDLE]: NodeSpec | { ref: string };
   /** Gives the node an explicit name (used by --only, --force, plan and the stages table). */
   named(name: string): this;
@@ -52,9 +56,13 @@ export interface BuildHelpers {
 
 /** A pipeline definition; the default export of a pipeline file. */
 export interface Pipeline {
+  /** Marks a value as a pipeline. */
   readonly [PIPELINE]: true;
+  /** The pipeline's name, as the runs table shows it. */
   readonly name: string;
+  /** The function that records the pipeline's stages. */
   readonly build: (helpers: BuildHelpers) => void | Promise<void>;
+  /** Options given to pipeline() (Slurm settings and per-stage overrides). */
   readonly options: PipelineOptions;
 }
 

@@ -1,3 +1,5 @@
+// The stage cache on disk: results/cache/<key>/ entries, written through a temporary folder and
+// renamed into place.
 import { join } from "node:path";
 import type { EntryMeta, Row } from "./types.ts";
 

@@ -1,3 +1,4 @@
+// Canonical JSON and BLAKE3 hashing, the two halves of every cache key.
 import { createBLAKE3, type IHasher } from "hash-wasm";
 
 /**

@@ -1,3 +1,5 @@
+// The result-changing environment a cache key includes, supplied by the torch side through a
+// provider.
 /** Where a stage wants to run. "any" runs on a CPU slot. */
 export type Device = "cpu" | "gpu" | "any";
 

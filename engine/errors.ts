@@ -1,10 +1,14 @@
+// The engine's errors: problems found while building or planning a pipeline, and how any thrown
+// value is described.
 import { LabError } from "../errors.ts";
 
 export { LabError };
 
 /** Problems found while building or planning a pipeline; nothing has run. */
 export class PipelineError extends LabError {
+  /** Every problem found, each naming the pipeline file and stage. */
   readonly problems: string[];
+  /** An error listing `problems`, one a line. */
   constructor(problems: string[]) {
     super(
       problems.length === 1

@@ -1,9 +1,12 @@
+// The Executor seam, and the two executors on this machine: inline (in process) and local (worker
+// processes).
 import { fileURLToPath } from "node:url";
-import { executeNode, type NodeHooks, type NodeResult } from "./execute.ts";
+import { executeNode, type NodeHooks, type NodeResult } from "./node_execution.ts";
 import type { Plan, PlanNode } from "./plan.ts";
 
 /** Runs one planned node somewhere and reports how it ended. The seam for remote executors. */
 export interface Executor {
+  /** The executor's name, as progress lines and the runs table show it. */
   readonly name: string;
   /** Stages it may run at once when --jobs is not given (default: this machine's cores). */
   readonly slots?: number;
@@ -12,12 +15,15 @@ export interface Executor {
   readonly isolatesExclusive?: boolean;
   /** Checks, before anything runs, that it can run this plan; throws a LabError if not. */
   prepare?(plan: Plan): Promise<void>;
+  /** Runs one node to its end; aborting `signal` interrupts it. */
   run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult>;
 }
 
 /** Runs stages in this process: no start-up cost, no isolation. For tests and tiny stages. */
 export class InlineExecutor implements Executor {
+  /** Always "inline". */
   readonly name = "inline";
+  /** Runs the node's stage in this process. */
   run(node: PlanNode, plan: Plan, hooks: NodeHooks, signal: AbortSignal): Promise<NodeResult> {
     return executeNode(node, plan, hooks, signal);
   }
@@ -90,10 +96,12 @@ export function handleWorkerLine(line: string, hooks: NodeHooks): NodeResult | u
  * coordinator dies. The cache folder is the only thing they share with the coordinator.
  */
 export class LocalExecutor implements Executor {
+  /** Always "local". */
   readonly name = "local";
   /** Seconds between SIGINT and SIGKILL when a run is interrupted. */
   graceS = 5;
 
+  /** Runs the node's stage in a `lab run-node` worker process. */
   async run(
     node: PlanNode,
     plan: Plan,

@@ -1,3 +1,4 @@
+// One lab process at a time per results folder: an flock on results/.lock.
 import { join } from "node:path";
 import { hostname } from "node:os";
 import { LabError } from "./errors.ts";

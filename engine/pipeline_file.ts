@@ -6,6 +6,7 @@ import { LabError } from "./errors.ts";
 
 /** A pipeline loaded from its file. */
 export interface LoadedPipeline {
+  /** The pipeline the file's default export defines. */
   pipeline: Pipeline;
   /** Absolute path of the pipeline file. */
   file: string;

@@ -1,19 +1,28 @@
+// Showing a run as it goes: the Reporter interface, a live terminal display and plain lines for
+// logs.
 import type { Plan, PlanNode } from "./plan.ts";
 import type { NodeOutcome, RunSummary } from "./run_types.ts";
 
 /** Receives what a run does, to show it. */
 export interface Reporter {
+  /** A run starts: its plan, id, how many stages will run, on which executor with how many jobs. */
   start(info: { plan: Plan; runId: string; toRun: number; executor: string; jobs: number }): void;
+  /** A stage starts. */
   nodeStart(node: PlanNode): void;
+  /** A running stage reports progress. */
   nodeProgress(
     node: PlanNode,
     done: number,
     total: number | undefined,
     message: string | undefined,
   ): void;
+  /** A running stage logs a line. */
   nodeLog(node: PlanNode, message: string): void;
+  /** A stage ends (ran, cached, failed, skipped or interrupted). */
   nodeEnd(node: PlanNode, outcome: NodeOutcome): void;
+  /** The run ends. */
   end(summary: RunSummary): void;
+  /** A message about the run itself (e.g. waiting for the results lock). */
   message?(text: string): void;
 }
 
@@ -150,9 +159,11 @@ abstract class BaseReporter implements Reporter {
 /** Plain lines for logs and CI; per-stage progress at most every `progressEveryS`. */
 export class PlainReporter extends BaseReporter {
   private lastProgress = new Map<PlanNode, number>();
+  /** Plain lines through `write`; `quiet` shows only failures and the end. */
   constructor(write: Write, private opts: { quiet?: boolean; progressEveryS?: number } = {}) {
     super(write);
   }
+  /** Prints a stage's progress at most every `progressEveryS` seconds. */
   override nodeProgress(
     node: PlanNode,
     done: number,
@@ -166,6 +177,7 @@ export class PlainReporter extends BaseReporter {
     this.lastProgress.set(node, now);
     this.line(`  ${node.name}: ${done}${total ? `/${total}` : ""}${message ? ` ${message}` : ""}`);
   }
+  /** Writes one line. */
   protected override line(text: string): void {
     if (
       this.opts.quiet &&
@@ -181,6 +193,7 @@ export class TtyReporter extends BaseReporter {
   private drawn = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
 
+  /** Starts the live display. */
   override start(info: Parameters<Reporter["start"]>[0]): void {
     super.start(info);
     if (info.toRun) {
@@ -189,12 +202,14 @@ export class TtyReporter extends BaseReporter {
       this.timer = timer;
     }
   }
+  /** Ends the live display and prints the summary. */
   override end(s: RunSummary): void {
     clearInterval(this.timer);
     this.timer = undefined;
     this.clear();
     super.end(s);
   }
+  /** Writes one line above the live display. */
   protected override line(text: string): void {
     this.clear();
     this.write(text + "\n");

@@ -1,3 +1,4 @@
+// The source part of a cache key: a stage module and the project modules it imports, hashed.
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { blake3Hex } from "./canonical.ts";
 

@@ -1,3 +1,4 @@
+// defineStage: a stage kind's schema, inputs and run function, and the builder pipelines call.
 import { z } from "zod";
 import type { Device } from "./environment.ts";
 import { currentBuild, HANDLE, isHandle, type NodeSpec, type StageHandle } from "./build.ts";

@@ -2,7 +2,7 @@
  * The DuckDB side: only the coordinator writes results/lab.duckdb. This is the only module
  * that imports DuckDB; everything that runs stages (workers, GPU machines) stays clear of it.
  */
-import { DuckDBConnection, DuckDBInstance, timestampValue } from "@duckdb/node-api";
+import { type DuckDBConnection, DuckDBInstance, timestampValue } from "@duckdb/node-api";
 import { join } from "node:path";
 import { CacheStore } from "./cache.ts";
 import { blake3Hex, canonicalJson, hashReady } from "./canonical.ts";

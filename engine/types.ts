@@ -1,3 +1,5 @@
+// The engine's shared shapes: sweep coordinates, result rows, cache entry metadata and a stage's
+// context.
 import type { z } from "zod";
 import type { Device } from "./environment.ts";
 
@@ -10,25 +12,45 @@ export type Row = Record<string, unknown>;
 
 /** What meta.json of a cache entry holds. */
 export interface EntryMeta {
+  /** The meta.json format's version. */
   version: 1;
+  /** The entry's cache key. */
   key: string;
+  /** The stage kind. */
   kind: string;
+  /** The stage name. */
   name: string;
+  /** The pipeline's name. */
   pipeline: string;
+  /** The pipeline file the stage was planned from. */
   pipelineFile: string;
+  /** Validated params with defaults filled in. */
   params: unknown;
+  /** The cache keys of its inputs by name. */
   inputs: Record<string, string | string[] | null>;
+  /** Its sweep coordinates. */
   coords: Coords;
+  /** The result-changing environment that went into the key. */
   env: Record<string, unknown>;
+  /** The hash of the stage's source. */
   source: string;
+  /** Where the stage asked to run. */
   device: Device;
+  /** The machine it ran on. */
   host: string;
+  /** How the stage ended. */
   status: "ok" | "failed";
+  /** When it started (ISO time). */
   startedAt: string;
+  /** When it finished (ISO time). */
   finishedAt: string;
+  /** Seconds it ran. */
   wallS: number;
+  /** Rows recorded, by table. */
   records: Record<string, number>;
+  /** What run() returned (JSON). */
   output?: unknown;
+  /** What went wrong, when it failed. */
   error?: { message: string; stack?: string };
   /** The key's parts beyond params, inputs and env (source files, npm packages, keyExtra). */
   keyParts?: { files: Record<string, string>; npm: Record<string, string>; extra: unknown };
@@ -40,16 +62,21 @@ export interface EntryMeta {
 export interface InputInfo {
   /** Cache key of the input stage. */
   key: string;
+  /** The input stage's kind. */
   kind: string;
+  /** The input stage's name. */
   name: string;
   /** The finished cache folder: results/cache/<key>. */
   dir: string;
   /** Its artifacts folder: results/cache/<key>/artifacts. */
   artifacts: string;
+  /** The input stage's params. */
   params: unknown;
+  /** The input stage's sweep coordinates. */
   coords: Coords;
   /** What the input stage's run() returned (JSON). */
   output: unknown;
+  /** The input's meta.json. */
   meta: EntryMeta;
   /** Its result rows, optionally only those of one table. */
   records(table?: string): Promise<Row[]>;
@@ -60,17 +87,23 @@ export interface StageContext<
   P = unknown,
   I = Record<string, InputInfo | InputInfo[] | undefined>,
 > {
+  /** The stage's cache key. */
   key: string;
+  /** The stage kind. */
   kind: string;
+  /** The stage name. */
   name: string;
+  /** The pipeline's name. */
   pipeline: string;
   /** Validated params with defaults filled in. */
   params: P;
   /** Finished inputs by the names the stage declared. */
   inputs: I;
+  /** The stage's sweep coordinates. */
   coords: Coords;
   /** The result-changing environment that went into the cache key. */
   env: Record<string, unknown>;
+  /** Where the stage runs. */
   device: Device;
   /** The folder to write artifacts into (a temporary folder, renamed into the cache on success). */
   outDir: string;
@@ -90,13 +123,22 @@ export interface StageContext<
 
 /** Runtime description of a stage kind. */
 export interface StageDef {
+  /** The stage kind. */
   kind: string;
+  /** The params schema. */
   schema: z.ZodType;
+  /** The declared inputs. */
   inputs: { name: string; optional: boolean; list: boolean }[];
+  /** Where the stage runs. */
   device: Device;
+  /** Whether it runs alone (timing measurements). */
   exclusive: boolean;
+  /** The module that defines the stage (its source goes into the key). */
   moduleUrl: string;
+  /** Where defineStage was called, for messages. */
   definedAt?: { line: number; col: number };
+  /** Extra key material from the params (e.g. hashes of the files they name). */
   keyExtra?: (params: never, cwd: string) => unknown | Promise<unknown>;
+  /** The stage's work. */
   run: (ctx: StageContext<never, never>) => unknown | Promise<unknown>;
 }

@@ -1,5 +1,6 @@
+// The worker side of an executor: `lab run-node KEY` re-plans the pipeline and runs one node.
 import { resolve } from "node:path";
-import { executeNode, type NodeResult } from "./execute.ts";
+import { executeNode, type NodeResult } from "./node_execution.ts";
 import { WORKER_MARK } from "./executor.ts";
 import { localEnvironmentFor, pinEnvironment } from "./environment.ts";
 import { canonicalJson } from "./canonical.ts";

@@ -1,3 +1,4 @@
+// Reading a YAML config file for a pipeline, with errors that name the file.
 import { parse } from "yaml";
 import { resolve } from "node:path";
 import { LabError } from "./errors.ts";

@@ -1,6 +1,6 @@
 // Maps a Llama-family checkpoint's tensor names onto the model's layers,
 // checking every name and shape against the config before loading anything.
-import { type DType, type Tensor } from "../ffi/mod.ts";
+import type { DType, Tensor } from "../ffi/mod.ts";
 import type { ModelConfig } from "./config.ts";
 import { Linear, type LinearLayer } from "./linear.ts";
 import { CheckpointError, type ShardedCheckpoint } from "./safetensors.ts";

@@ -29,9 +29,13 @@ export const adviseParams = z.object({
 
 /** What advise returns: `quantize(base, advice, { scheme })` reads `keep`. */
 export interface AdviceOutput {
+  /** Per-module scheme overrides, for quantize's `keep`. */
   keep: Record<string, string>;
+  /** The scheme advised for the rest of the model. */
   scheme: string;
+  /** The scheme kept for sensitive modules. */
   fallback: string;
+  /** Whether the advice meets the error budget. */
   met: boolean;
 }
 

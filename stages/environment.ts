@@ -2,7 +2,7 @@
 // shim (its hash covers the C++ sources, the compiler flags and the libtorch it links), the
 // device kind and the CPU model (timings taken on another machine are other results). It reads
 // files only, so planning never loads libtorch.
-import { setEnvironmentProvider } from "../engine/mod.ts";
+import { setEnvironmentProvider } from "../engine/environment.ts";
 import { shimStamp } from "../ffi/build.ts";
 
 function cpuModel(): string {

@@ -10,4 +10,3 @@ export { analyze, analyzeParams } from "./analyze.ts";
 export { type AdviceOutput, advise, adviseParams } from "./advise.ts";
 export { cost, costParams } from "./cost.ts";
 export { serveBench as serve_bench, serveBenchParams } from "./serve_bench.ts";
-export { type ModelOutput, modelSource, openModel } from "./model_input.ts";

@@ -1,7 +1,7 @@
 // The torch side of each result's provenance: libtorch's version and build, the instruction set
 // the packed-weight kernels dispatched to, threads, the CPU and the GPU. Read only when the stage
 // loaded libtorch itself: describing the environment must not load it for stages that never did.
-import { setProvenanceProvider } from "../engine/mod.ts";
+import { setProvenanceProvider } from "../engine/provenance.ts";
 import { shimStamp } from "../ffi/build.ts";
 import { isLoaded } from "../ffi/lib.ts";
 import { cuda, getNumThreads, kernelIsa, version } from "../ffi/mod.ts";

@@ -1,9 +1,9 @@
 // Layer sensitivity and divergence between a model and its variants.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
-import { Linear } from "../models/linear.ts";
+import type { Linear } from "../models/linear.ts";
 import { layerSensitivity } from "../models/analysis/sensitivity.ts";
 import { compareDistributions } from "../models/analysis/divergence.ts";
 import { chunk } from "../models/analysis/compare.ts";

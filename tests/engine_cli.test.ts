@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CacheStore, loadPipelineFile, planPipeline } from "../engine/mod.ts";
+import { loadPipelineFile, planPipeline } from "../engine/mod.ts";
+import { CacheStore } from "../engine/cache.ts";
 import {
   basicPipeline,
   ENGINE,

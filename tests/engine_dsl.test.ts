@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  clearSourceCache,
-  LabError,
-  loadPipelineFile,
-  PipelineError,
-  planPipeline,
-  setEnvironmentProvider,
-} from "../engine/mod.ts";
+import { LabError, loadPipelineFile, PipelineError, planPipeline } from "../engine/mod.ts";
+import { setEnvironmentProvider } from "../engine/environment.ts";
+import { clearSourceCache } from "../engine/source_hash.ts";
 import { ENGINE, FIXTURE_STAGES, FIXTURES, tempProject } from "./engine_helpers.ts";
 
 async function plan(

@@ -1,12 +1,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  CacheStore,
-  clearSourceCache,
-  lockResults,
-  type RunOptions,
-  runPipeline,
-} from "../engine/mod.ts";
+import { type RunOptions, runPipeline } from "../engine/mod.ts";
+import { CacheStore } from "../engine/cache.ts";
+import { lockResults } from "../engine/lock.ts";
+import { clearSourceCache } from "../engine/source_hash.ts";
 import {
   basicPipeline,
   ENGINE,

@@ -1,6 +1,6 @@
 // Perplexity and task metrics against transformers' reference logits and hand computation.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { loadSafetensors } from "../models/safetensors.ts";
 import { createTinyModel } from "../models/tiny.ts";

@@ -1,6 +1,6 @@
 // Gradients against central finite differences, AdamW against its update rule.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { assertClose } from "./helpers.ts";
 
 const { tensor, tidy } = torch;

@@ -1,6 +1,6 @@
 // Bad input: each case is a TorchError/Error with a plain message, and the process keeps running.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { locateLibtorch } from "../ffi/libtorch_locate.ts";
 
 const { tensor, tidy, TorchError } = torch;
@@ -100,7 +100,7 @@ async function runSnippet(code: string, env: Record<string, string>) {
 
 Deno.test("a missing shim library is a clear error, not a crash", async () => {
   const text = await runSnippet(
-    `import { torch } from "./mod.ts";
+    `import * as torch from "./ffi/mod.ts";
      try { torch.ones([1]); } catch (e) { console.log("caught:", e.message); }
      console.log("still running");`,
     { LAB_TORCH_SHIM: "/nonexistent/liblab_torch.so" },

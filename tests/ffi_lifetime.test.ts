@@ -1,6 +1,6 @@
 // Handle lifetimes: tidy scopes, the live counter, async scopes, keep().
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 
 Deno.test("100,000 ops in a loop end with zero live tensors", () => {
   const before = torch.liveTensors();

@@ -1,6 +1,6 @@
 // Numerics of the binding's ops against hand-computed values and float64 recomputation.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { assertClose, flat } from "./helpers.ts";
 
 const { tensor, tidy } = torch;

@@ -1,7 +1,7 @@
 // Checkpoints a user can get wrong: each error names the field, tensor or file.
 import assert from "node:assert/strict";
 import { copyFileSync } from "node:fs";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import {
   CheckpointError,
   ConfigError,

@@ -2,7 +2,7 @@
 // (../shared/fixtures/hf, see its README): logits, hidden states, greedy
 // generation with the KV cache, and a left-padded batch.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { loadModel, loadSafetensors } from "../models/mod.ts";
 import { assertClose, fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";

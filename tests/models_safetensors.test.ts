@@ -1,6 +1,6 @@
 // Safetensors writer/reader round trips, header validation, shards and streaming.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import {
   CheckpointError,
   createTinyModel,

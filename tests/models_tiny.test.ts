@@ -1,6 +1,6 @@
 // The tiny-model factory, the tokenizer, batched generation and sampling.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import {
   configParameterCount,
   createTinyModel,

@@ -2,7 +2,7 @@
 // threads) against an independent reference: the weight dequantized by the composed tensor-op
 // path, multiplied in float64.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { getNumThreads, KERNEL_ISAS, kernelIsa, setNumThreads } from "../ffi/mod.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import { CastLinear } from "../models/quant/cast_linear.ts";

@@ -1,7 +1,7 @@
 // lm_head and the embedding table follow the scheme: stored once when tied, looked up by
 // dequantizing only the rows read, counted in the model's bytes, saved and reloaded.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { createTinyModel } from "../models/tiny.ts";
 import { moduleSchemes, quantizeModel } from "../models/quant/quantize_model.ts";

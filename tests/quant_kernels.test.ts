@@ -1,6 +1,6 @@
 // Quantization kernels: code books, packing, round-trip error bounds, double quantization.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { QuantizedLinear } from "../models/quant/quantized_linear.ts";
 import { parseScheme, SchemeError } from "../models/quant/schemes.ts";
 import { CastLinear } from "../models/quant/cast_linear.ts";

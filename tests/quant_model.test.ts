@@ -1,6 +1,6 @@
 // Quantized models against the fp32 model on transformers' fixture checkpoints.
 import assert from "node:assert/strict";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { quantizeModel } from "../models/quant/quantize_model.ts";
 import { loadQuantizedModel, saveQuantizedModel } from "../models/quant/checkpoint.ts";

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { fixtureTestName, haveHfFixtures, HF_FIXTURES } from "./helpers.ts";
 import { join } from "node:path";
-import { torch } from "../mod.ts";
+import * as torch from "../ffi/mod.ts";
 import { loadModel } from "../models/mod.ts";
 import { loadIntoScheme } from "../models/load.ts";
 import type { LlamaModel } from "../models/llama.ts";

@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { CacheStore } from "../cache.ts";
 import { LabError } from "../errors.ts";
-import type { NodeHooks, NodeResult } from "../execute.ts";
+import type { NodeHooks, NodeResult } from "../node_execution.ts";
 import { type Executor, handleWorkerLine, workerCommand } from "../executor.ts";
 import type { Plan, PlanNode } from "../plan.ts";
 import { KEY_ENV_VARIABLE } from "../worker.ts";
@@ -35,11 +35,15 @@ const QUEUE_OUTAGE_S = 120;
 
 /** Runs each stage as a Slurm job (sbatch), one job per stage. */
 export class SlurmExecutor implements Executor {
+  /** Always "slurm". */
   readonly name = "slurm";
   readonly isolatesExclusive = true;
   readonly slots: number;
+  /** What each stage's job asks Slurm for. */
   readonly settings: SlurmSettings;
+  /** Milliseconds between squeue polls. */
   readonly pollMs: number;
+  /** Seconds to wait for a finished job's cache entry to show on the shared file system. */
   readonly entryWaitS: number;
   /** Jobs this coordinator follows that have not ended: cancelled if it exits. */
   readonly live = new Set<string>();
@@ -48,6 +52,7 @@ export class SlurmExecutor implements Executor {
   #lastGoodPoll = performance.now();
   #unloadHooked = false;
 
+  /** An executor submitting jobs with `settings`. */
   constructor(settings: SlurmSettings = {}, opts: SlurmExecutorOptions = {}) {
     this.settings = settings;
     this.slots = settings.maxJobs ?? 100;

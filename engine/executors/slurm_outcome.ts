@@ -1,6 +1,6 @@
 // How a finished Slurm job of a stage counts: its Slurm state, the worker's result line and
 // whether the cache entry is visible here, turned into a node result with a message to act on.
-import type { NodeResult } from "../execute.ts";
+import type { NodeResult } from "../node_execution.ts";
 import type { JobEnd } from "./slurm_commands.ts";
 
 /** Slurm states after which a job will not run again (a requeued job goes back to PENDING). */

@@ -1,5 +1,5 @@
 // Quantizes a loaded model's linear modules in place, per a scheme and per-module overrides.
-import { type DType, type Tensor } from "../../ffi/mod.ts";
+import type { DType, Tensor } from "../../ffi/mod.ts";
 import { Linear, type LinearLayer } from "../linear.ts";
 import type { LlamaModel } from "../llama.ts";
 import { CastLinear } from "./cast_linear.ts";

@@ -13,8 +13,8 @@ import { ShardedCheckpoint } from "../safetensors.ts";
 import type { LinearFactory } from "../weights.ts";
 import type { EmbeddingTable } from "../embedding.ts";
 import { isPerRow, quantizeLinearByRows } from "./pack_rows.ts";
-import { CastLinear } from "./cast_linear.ts";
-import { QuantizedLinear } from "./quantized_linear.ts";
+import type { CastLinear } from "./cast_linear.ts";
+import type { QuantizedLinear } from "./quantized_linear.ts";
 import {
   EMBED_MODULE,
   embeddingSchemeError,

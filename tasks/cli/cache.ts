@@ -1,3 +1,5 @@
+// `lab cache ls` and `lab cache gc`: listing cache entries and removing those no pipeline
+// references.
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { CacheStore } from "../../engine/cache.ts";

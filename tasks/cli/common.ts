@@ -1,3 +1,5 @@
+// Helpers every `lab` command shares: the results folder, folder checks, repeatable and numeric
+// options.
 import { type Command, InvalidArgumentError } from "commander";
 import { resultsDirFrom } from "../../engine/runner.ts";
 import { LabError } from "../../engine/errors.ts";

@@ -1,3 +1,4 @@
+// `lab compare A B`: two stages' results side by side.
 import type { Command } from "commander";
 import { collect, formatCsv, formatTable, resultsDir } from "./common.ts";
 

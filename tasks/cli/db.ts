@@ -1,3 +1,4 @@
+// `lab db rebuild`: recreates lab.duckdb from the cache.
 import type { Command } from "commander";
 import { lockResults } from "../../engine/lock.ts";
 import { resultsDir } from "./common.ts";

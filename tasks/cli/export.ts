@@ -1,3 +1,4 @@
+// `lab export`: the tables as Parquet files, or evaluate stages in lm-eval's shape.
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { LabError } from "../../engine/errors.ts";

@@ -1,4 +1,5 @@
-// `lab export --lm-eval DIR`: each evaluate stage's results.json (lm-eval's shape), one folder per stage.
+// `lab export --lm-eval DIR`: each evaluate stage's results.json (lm-eval's shape), one folder per
+// stage.
 import { join } from "node:path";
 import { CacheStore } from "../../engine/cache.ts";
 import type { LabDatabase } from "../../engine/store.ts";

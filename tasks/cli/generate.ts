@@ -1,3 +1,4 @@
+// `lab generate`: text from a model folder, for a quick look at a model.
 import type { Command } from "commander";
 import { LabError } from "../../engine/errors.ts";
 

@@ -1,3 +1,4 @@
+// `lab init-model`: writes a tiny generated model folder.
 import type { Command } from "commander";
 import { LabError } from "../../engine/errors.ts";
 

@@ -1,3 +1,4 @@
+// `lab plan`: what a run of a pipeline would do with each stage.
 import type { Command } from "commander";
 import { loadPipelineFile, nodeStatus, type Plan, planPipeline } from "../../engine/plan.ts";
 import { collect, resultsDir } from "./common.ts";

@@ -1,3 +1,4 @@
+// `lab query`: SQL against lab.duckdb.
 import type { Command } from "commander";
 import { formatCsv, formatTable, resultsDir } from "./common.ts";
 

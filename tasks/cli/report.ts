@@ -1,3 +1,4 @@
+// `lab report`: the HTML report with charts (and PNGs of them).
 import type { Command } from "commander";
 import { join } from "node:path";
 import { resultsDir } from "./common.ts";

@@ -1,3 +1,4 @@
+// `lab run`: runs a pipeline with the chosen executor and prints its summary.
 import type { Command } from "commander";
 import { loadPipelineFile, planPipeline } from "../../engine/plan.ts";
 import { lockResults } from "../../engine/lock.ts";

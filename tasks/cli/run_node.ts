@@ -1,3 +1,4 @@
+// `lab run-node` (internal): runs one stage of a pipeline for an executor.
 import type { Command } from "commander";
 import { runNodeWorker } from "../../engine/worker.ts";
 

@@ -1,3 +1,4 @@
+// `lab serve`: a local dashboard over the live results (runs, charts, a read-only SQL box).
 import type { Command } from "commander";
 import { resultsDir } from "./common.ts";
 

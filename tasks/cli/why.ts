@@ -1,3 +1,4 @@
+// `lab why`: why a stage's cache key differs from the one cached before.
 import type { Command } from "commander";
 import { CacheStore } from "../../engine/cache.ts";
 import { globMatcher, loadPipelineFile, planPipeline } from "../../engine/plan.ts";

@@ -1,3 +1,5 @@
+// Running one planned node: its stage in a fresh cache entry, records checked against their tables,
+// the entry committed.
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { CacheStore } from "./cache.ts";
@@ -9,15 +11,21 @@ import type { EntryMeta, InputInfo, Row, StageContext } from "./types.ts";
 
 /** How one attempt at a node ended. */
 export interface NodeResult {
+  /** How the attempt ended. */
   status: "ok" | "failed" | "interrupted";
+  /** Seconds the stage ran. */
   wallS: number;
+  /** What went wrong, when it failed or was interrupted. */
   error?: { message: string; stack?: string };
+  /** The cache entry's meta.json, when it finished. */
   meta?: EntryMeta;
 }
 
 /** Callbacks a running stage reports through. */
 export interface NodeHooks {
+  /** The stage reported progress: `done` of `total` steps, with an optional message. */
   onProgress?(done: number, total: number | undefined, message: string | undefined): void;
+  /** The stage logged a line. */
   onLog?(message: string): void;
 }
 
