@@ -189,7 +189,7 @@ Deno.test("loading a 100 MB model raises peak RSS by at most 1.3× its weight by
     createTinyModel({ out: dir, preset: "25m", seed: 0, dtype: "bfloat16" });
     // A fresh process, so other tests' allocations do not blur the high-water mark.
     const code = `
-      import { torch } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+      import * as torch from ${JSON.stringify(new URL("../ffi/mod.ts", import.meta.url).href)};
       import { loadModel } from ${
       JSON.stringify(new URL("../models/mod.ts", import.meta.url).href)
     };
