@@ -7,7 +7,7 @@
 // hides the columns before start_r. Positions are baked into the keys by RoPE, so where a
 // sequence sits on the timeline does not change its numbers. A new arrival is prefilled alone
 // into a scratch cache and its keys copied so that they end at the write head.
-import { type KVCache } from "../models/kv_cache.ts";
+import type { KVCache } from "../models/kv_cache.ts";
 import type { LlamaModel } from "../models/llama.ts";
 import { pickTokens, type SamplingOptions, seededRandom } from "../models/sampling.ts";
 import type { Tensor } from "../ffi/mod.ts";
