@@ -185,7 +185,7 @@ function schemeTables(
     log(
       "\nllama.cpp baseline — REFERENCE FIGURES measured earlier, not in this run " +
         "(llama.cpp's CPU build, same 1B shape, 2 threads, a machine of this kind reading ~31 " +
-        "GB/s; llama.cpp is not wired into the lab yet):",
+        "GB/s; `deno task bench engines` measures llama.cpp on these weights in one run):",
     );
     log(markdownTable(
       ["llama.cpp type", "its MB", "its decode b1 tok/s", "lab scheme", "lab tok/s", "lab / it"],
