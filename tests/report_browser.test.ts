@@ -24,11 +24,13 @@ Deno.test("report and dashboard in headless Chromium", async (t) => {
       const out = join(dir, "report.html");
       await buildReport(staged, { out });
       await b.goto(`file://${out}`);
-      assert.equal(await count('#memory_quality g[aria-label="dot"] circle'), sample.configs);
-      assert.equal(await count('#speed_quality g[aria-label="dot"] circle'), sample.configs);
+      // The scatter charts draw symbols (llama.cpp's points are diamonds), which Plot renders as
+      // paths; the prefill/decode chart draws circles.
+      assert.equal(await count('#memory_quality g[aria-label="dot"] path'), sample.configs);
+      assert.equal(await count('#speed_quality g[aria-label="dot"] path'), sample.configs);
       // The memory/quality front: the filled red dots, joined by one staircase.
       assert.equal(
-        await count('#memory_quality g[aria-label="dot"] circle[fill="#d1495b"]'),
+        await count('#memory_quality g[aria-label="dot"] path[fill="#d1495b"]'),
         sample.front,
       );
       assert.equal(await count('#memory_quality g[aria-label="line"] path'), 1);
@@ -69,7 +71,7 @@ Deno.test("report and dashboard in headless Chromium", async (t) => {
         // Results appear (as after a sweep's first flush): the page picks them up by itself.
         Deno.renameSync(staged, results);
         await b.waitFor(
-          `document.querySelectorAll('#memory_quality g[aria-label="dot"] circle').length === ${sample.configs}`,
+          `document.querySelectorAll('#memory_quality g[aria-label="dot"] path').length === ${sample.configs}`,
         );
         assert.equal(await count('#sensitivity g[aria-label="cell"] rect'), sample.cells);
         assert.equal(await count('#training g[aria-label="line"] path'), sample.trainRuns);
