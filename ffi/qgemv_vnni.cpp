@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace lab {
@@ -45,13 +46,17 @@ LAB_VNNI void quantize_chunk(const float* x, int64_t group, int8_t* q, float* sc
                              float* gsum) {
   __m512 v[8];
   __m512 amax = _mm512_setzero_ps();
+  __mmask16 bad = 0;  // NaN or infinity: max_ps would drop a NaN, and int8 cannot hold either
   for (int t = 0; t < 8; t++) {
     v[t] = _mm512_loadu_ps(x + 16 * t);
     amax = _mm512_max_ps(amax, _mm512_abs_ps(v[t]));
+    bad |= _mm512_fpclass_ps_mask(v[t], 0x99);
   }
   const float m = _mm512_reduce_max_ps(amax);
-  const __m512 inv = _mm512_set1_ps(m > 0 ? static_cast<float>(127.0 / m) : 0.0f);
-  *scale = static_cast<float>(m / 127.0);
+  const __m512 inv = _mm512_set1_ps(m > 0 && !bad ? static_cast<float>(127.0 / m) : 0.0f);
+  // A non-finite input makes the chunk's scale NaN, so every output it touches is NaN, as the
+  // float path's would be.
+  *scale = bad ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(m / 127.0);
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   __m512i sums[4];  // per 32 inputs: evens 16t..16t+15 plus odds 16t..16t+15

@@ -181,6 +181,34 @@ Deno.test("the integer 4-bit decode path's rounding is small next to the scheme'
   }
 });
 
+Deno.test("a NaN or infinite activation gives NaN outputs on every decode path", () => {
+  const best = kernelIsa();
+  try {
+    for (const isa of KERNEL_ISAS) {
+      if (kernelIsa(isa) !== isa) continue;
+      tidy(() => {
+        torch.manualSeed(14);
+        const w = torch.randn([16, 256]).mul(0.05);
+        for (const scheme of ["int4-g32", "nf4", "int8"]) {
+          const layer = layerFor(scheme, w)!;
+          for (const bad of [NaN, Infinity]) {
+            const x = torch.randn([1, 256]).values();
+            x[5] = bad;
+            const y = layer.forward(torch.tensor(new Float32Array(x), { shape: [1, 256] }));
+            assert.ok(
+              y.values().every((v) => Number.isNaN(v) || !Number.isFinite(v)),
+              `${isa} ${scheme} ${bad}`,
+            );
+          }
+          layer.dispose();
+        }
+      });
+    }
+  } finally {
+    kernelIsa(best);
+  }
+});
+
 Deno.test("bf16 activations through the packed kernels stay within bf16 rounding of the float32 result", () => {
   tidy(() => {
     torch.manualSeed(12);
