@@ -30,18 +30,25 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): number
 
 /** AdamW hyper-parameters. */
 export interface AdamWOptions {
+  /** Learning rate; 1e-3 by default. */
   lr?: number;
+  /** Decay rates of the first- and second-moment averages; [0.9, 0.999] by default. */
   betas?: [number, number];
+  /** Added to the denominator for numerical stability; 1e-8 by default. */
   eps?: number;
+  /** Decoupled weight-decay factor, applied as `p -= lr * weightDecay * p`; 0.01 by default. */
   weightDecay?: number;
 }
 
 /** AdamW (decoupled weight decay) over a list of leaf tensors, as torch.optim.AdamW. */
 export class AdamW {
   #ptr: Deno.PointerObject | null;
+  /** The learning rate the next step() uses (step(lr) replaces it). */
   lr: number;
+  /** The leaf tensors this optimizer updates, in the order given. */
   readonly params: readonly Tensor[];
 
+  /** Creates the native optimizer state for `params` (which must not be empty). */
   constructor(params: readonly Tensor[], opts: AdamWOptions = {}) {
     if (params.length === 0) throw new TorchError("AdamW: no parameters given");
     this.lr = opts.lr ?? 1e-3;
@@ -83,6 +90,7 @@ export class AdamW {
     this.#ptr = null;
   }
 
+  /** Frees the optimizer state at the end of a `using` block; same as dispose(). */
   [Symbol.dispose](): void {
     this.dispose();
   }

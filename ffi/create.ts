@@ -2,15 +2,15 @@
 import { check, L, TorchError } from "./lib.ts";
 import { type DType, dtypeCode, dtypeOfArray, type TypedArray } from "./dtype.ts";
 import { requireDevice } from "./device.ts";
-import { shapeArg, Tensor } from "./tensor.ts";
+import { type Nested, shapeArg, Tensor } from "./tensor.ts";
 
 /** Where and as what a new tensor is made. */
 export interface CreateOptions {
+  /** Element type; when omitted float32 (int64 for arange), and tensor() keeps a typed array's. */
   dtype?: DType;
+  /** "cpu" (the default) or "cuda:N". */
   device?: string;
 }
-
-type Nested = number | boolean | Nested[];
 
 function inferShape(data: Nested): number[] {
   const shape: number[] = [];

@@ -47,6 +47,7 @@ export interface MemoryStats {
   peak: number;
   /** CUDA allocator reserved bytes (equal to allocated on CPU). */
   reserved: number;
+  /** High-water mark of reserved bytes since the last resetPeak() (equal to peak on CPU). */
   peakReserved: number;
   /** "cuda-allocator" or "process-rss". */
   source: string;

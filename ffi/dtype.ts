@@ -97,8 +97,11 @@ export function dtypeOfArray(a: TypedArray): DType {
 
 /** A parsed device: libtorch's type code (0 cpu, 1 cuda) and index. */
 export interface DeviceSpec {
+  /** libtorch's device type code: 0 for CPU, 1 for CUDA. */
   type: number;
+  /** Device ordinal (the N of "cuda:N"); 0 for CPU. */
   index: number;
+  /** The normalised name: "cpu" or "cuda:N" (plain "cuda" becomes "cuda:0"). */
   name: string;
 }
 

@@ -5,6 +5,7 @@ import { SYMBOLS } from "./symbols.ts";
 
 /** An error raised by libtorch or by the binding's own checks. */
 export class TorchError extends Error {
+  /** Creates the error with libtorch's or the check's message. */
   constructor(message: string) {
     super(message);
     this.name = "TorchError";

@@ -2,9 +2,16 @@
 import { L } from "./lib.ts";
 
 export { setOpenMpWaiting, TorchError } from "./lib.ts";
-export { type DType, isFloating, ITEM_SIZE } from "./dtype.ts";
-export { Tensor } from "./tensor.ts";
-export { keep, liveTensors, tidy } from "./scope.ts";
+export {
+  type DeviceSpec,
+  type DType,
+  isFloating,
+  ITEM_SIZE,
+  type TensorData,
+  type TypedArray,
+} from "./dtype.ts";
+export { type Nested, type Scalarish, Tensor } from "./tensor.ts";
+export { keep, liveTensors, type Owned, tidy } from "./scope.ts";
 export {
   arange,
   type CreateOptions,

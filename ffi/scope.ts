@@ -3,7 +3,9 @@
 
 /** Something holding a native handle. */
 export interface Owned {
+  /** Frees the native handle; safe to call twice. */
   dispose(): void;
+  /** True once the handle was freed. */
   readonly isDisposed: boolean;
 }
 

@@ -41,8 +41,10 @@ const registry = new FinalizationRegistry<Deno.PointerObject>((ptr) => {
   untrack();
 });
 
-type Scalarish = Tensor | number;
-type Nested = number | boolean | Nested[];
+/** A tensor operand, or a number applied to every element (binary ops take either). */
+export type Scalarish = Tensor | number;
+/** A number, a boolean, or arrays of them nested to any depth (one level per dimension). */
+export type Nested = number | boolean | Nested[];
 
 /** A libtorch tensor. Free it with dispose(), `using`, or a tidy() scope. */
 export class Tensor {
@@ -82,6 +84,7 @@ export class Tensor {
     untrack();
   }
 
+  /** Frees the tensor at the end of a `using` block; same as dispose(). */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -143,6 +146,7 @@ export class Tensor {
     return this.numel * ITEM_SIZE[this.dtype];
   }
 
+  /** A one-line summary (shape, dtype, device), or "Tensor(disposed)" once freed. */
   toString(): string {
     return this.isDisposed
       ? "Tensor(disposed)"
@@ -260,18 +264,23 @@ export class Tensor {
 
   // ------------------------------------------------------------ elementwise
 
+  /** Elementwise `this + o`, broadcasting; `o` may be a number. */
   add(o: Scalarish): Tensor {
     return this.#binary(BINARY.add, o, "add");
   }
+  /** Elementwise `this - o`, broadcasting; `o` may be a number. */
   sub(o: Scalarish): Tensor {
     return this.#binary(BINARY.sub, o, "sub");
   }
+  /** Elementwise `this * o`, broadcasting; `o` may be a number. */
   mul(o: Scalarish): Tensor {
     return this.#binary(BINARY.mul, o, "mul");
   }
+  /** Elementwise true division `this / o` (integers give a float result). */
   div(o: Scalarish): Tensor {
     return this.#binary(BINARY.div, o, "div");
   }
+  /** Elementwise `this ** o`, broadcasting; `o` may be a number. */
   pow(o: Scalarish): Tensor {
     return this.#binary(BINARY.pow, o, "pow");
   }
@@ -279,57 +288,75 @@ export class Tensor {
   rsub(s: number): Tensor {
     return new Tensor(check(L().lt_binary_scalar(RSCALAR.rsub, this.handle, s), "rsub"));
   }
+  /** Elementwise larger of `this` and `o` (NaN if either is NaN). */
   maximum(o: Scalarish): Tensor {
     return this.#binary(BINARY.maximum, o, "maximum");
   }
+  /** Elementwise smaller of `this` and `o` (NaN if either is NaN). */
   minimum(o: Scalarish): Tensor {
     return this.#binary(BINARY.minimum, o, "minimum");
   }
+  /** Elementwise `this == o` as a bool tensor. */
   eq(o: Scalarish): Tensor {
     return this.#binary(BINARY.eq, o, "eq");
   }
+  /** Elementwise `this != o` as a bool tensor. */
   ne(o: Scalarish): Tensor {
     return this.#binary(BINARY.ne, o, "ne");
   }
+  /** Elementwise `this < o` as a bool tensor. */
   lt(o: Scalarish): Tensor {
     return this.#binary(BINARY.lt, o, "lt");
   }
+  /** Elementwise `this <= o` as a bool tensor. */
   le(o: Scalarish): Tensor {
     return this.#binary(BINARY.le, o, "le");
   }
+  /** Elementwise `this > o` as a bool tensor. */
   gt(o: Scalarish): Tensor {
     return this.#binary(BINARY.gt, o, "gt");
   }
+  /** Elementwise `this >= o` as a bool tensor. */
   ge(o: Scalarish): Tensor {
     return this.#binary(BINARY.ge, o, "ge");
   }
+  /** Elementwise bitwise AND of integer or bool tensors. */
   bitwiseAnd(o: Scalarish): Tensor {
     return this.#binary(BINARY.bitwiseAnd, o, "bitwiseAnd");
   }
+  /** Elementwise bitwise OR of integer or bool tensors. */
   bitwiseOr(o: Scalarish): Tensor {
     return this.#binary(BINARY.bitwiseOr, o, "bitwiseOr");
   }
+  /** Elementwise bitwise XOR of integer or bool tensors. */
   bitwiseXor(o: Scalarish): Tensor {
     return this.#binary(BINARY.bitwiseXor, o, "bitwiseXor");
   }
+  /** Elementwise left shift of integers by `o` bits. */
   shiftLeft(o: Scalarish): Tensor {
     return this.#binary(BINARY.shiftLeft, o, "shiftLeft");
   }
+  /** Elementwise right shift of integers by `o` bits (arithmetic for signed types). */
   shiftRight(o: Scalarish): Tensor {
     return this.#binary(BINARY.shiftRight, o, "shiftRight");
   }
+  /** Elementwise remainder with the sign of the divisor, like Python's `%`. */
   remainder(o: Scalarish): Tensor {
     return this.#binary(BINARY.remainder, o, "remainder");
   }
+  /** Elementwise division rounded toward negative infinity, like Python's `//`. */
   floorDivide(o: Scalarish): Tensor {
     return this.#binary(BINARY.floorDivide, o, "floorDivide");
   }
+  /** Elementwise logical AND (nonzero is true) as a bool tensor. */
   logicalAnd(o: Tensor): Tensor {
     return this.#binary(BINARY.logicalAnd, o, "logicalAnd");
   }
+  /** Elementwise logical OR (nonzero is true) as a bool tensor. */
   logicalOr(o: Tensor): Tensor {
     return this.#binary(BINARY.logicalOr, o, "logicalOr");
   }
+  /** Matrix product with torch.matmul's broadcasting over leading (batch) dimensions. */
   matmul(o: Tensor): Tensor {
     return this.#binary(BINARY.matmul, o, "matmul");
   }
@@ -339,37 +366,48 @@ export class Tensor {
     if (p === null) throw new TorchError(`matmul: ${lastError(true)}`);
     return new Tensor(p);
   }
+  /** Batched matrix product of [b, n, m] and [b, m, p] into [b, n, p], without broadcasting. */
   bmm(o: Tensor): Tensor {
     return this.#binary(BINARY.bmm, o, "bmm");
   }
 
+  /** Elementwise `-this`. */
   neg(): Tensor {
     return this.#unary(UNARY.neg, "neg");
   }
+  /** Elementwise absolute value. */
   abs(): Tensor {
     return this.#unary(UNARY.abs, "abs");
   }
+  /** Elementwise e to the power of each element. */
   exp(): Tensor {
     return this.#unary(UNARY.exp, "exp");
   }
+  /** Elementwise natural logarithm. */
   log(): Tensor {
     return this.#unary(UNARY.log, "log");
   }
+  /** Elementwise `log(1 + x)`, accurate for small x. */
   log1p(): Tensor {
     return this.#unary(UNARY.log1p, "log1p");
   }
+  /** Elementwise square root. */
   sqrt(): Tensor {
     return this.#unary(UNARY.sqrt, "sqrt");
   }
+  /** Elementwise reciprocal square root, `1 / sqrt(x)`. */
   rsqrt(): Tensor {
     return this.#unary(UNARY.rsqrt, "rsqrt");
   }
+  /** Elementwise hyperbolic tangent. */
   tanh(): Tensor {
     return this.#unary(UNARY.tanh, "tanh");
   }
+  /** Elementwise logistic function, `1 / (1 + exp(-x))`. */
   sigmoid(): Tensor {
     return this.#unary(UNARY.sigmoid, "sigmoid");
   }
+  /** Elementwise SiLU (swish), `x * sigmoid(x)`. */
   silu(): Tensor {
     return this.#unary(UNARY.silu, "silu");
   }
@@ -377,39 +415,51 @@ export class Tensor {
   gelu(approximate: "none" | "tanh" = "none"): Tensor {
     return this.#unary(approximate === "tanh" ? UNARY.geluTanh : UNARY.gelu, "gelu");
   }
+  /** Elementwise `max(x, 0)`. */
   relu(): Tensor {
     return this.#unary(UNARY.relu, "relu");
   }
+  /** Elementwise sine (radians). */
   sin(): Tensor {
     return this.#unary(UNARY.sin, "sin");
   }
+  /** Elementwise cosine (radians). */
   cos(): Tensor {
     return this.#unary(UNARY.cos, "cos");
   }
+  /** Elementwise rounding to the nearest integer, ties to even. */
   round(): Tensor {
     return this.#unary(UNARY.round, "round");
   }
+  /** Elementwise rounding toward negative infinity. */
   floor(): Tensor {
     return this.#unary(UNARY.floor, "floor");
   }
+  /** Elementwise rounding toward positive infinity. */
   ceil(): Tensor {
     return this.#unary(UNARY.ceil, "ceil");
   }
+  /** Elementwise rounding toward zero. */
   trunc(): Tensor {
     return this.#unary(UNARY.trunc, "trunc");
   }
+  /** Elementwise sign: -1, 0 or 1. */
   sign(): Tensor {
     return this.#unary(UNARY.sign, "sign");
   }
+  /** Elementwise bitwise NOT (logical NOT for bool). */
   bitwiseNot(): Tensor {
     return this.#unary(UNARY.bitwiseNot, "bitwiseNot");
   }
+  /** Elementwise logical NOT (zero becomes true) as a bool tensor. */
   logicalNot(): Tensor {
     return this.#unary(UNARY.logicalNot, "logicalNot");
   }
+  /** This tensor in row-major contiguous memory (a copy only when it is not already). */
   contiguous(): Tensor {
     return this.#unary(UNARY.contiguous, "contiguous");
   }
+  /** A copy with its own storage, still part of the autograd graph. */
   clone(): Tensor {
     return this.#unary(UNARY.clone, "clone");
   }
@@ -417,21 +467,27 @@ export class Tensor {
   detach(): Tensor {
     return this.#unary(UNARY.detach, "detach");
   }
+  /** Bool tensor, true where the element is NaN. */
   isnan(): Tensor {
     return this.#unary(UNARY.isnan, "isnan");
   }
+  /** Bool tensor, true where the element is +Infinity or -Infinity. */
   isinf(): Tensor {
     return this.#unary(UNARY.isinf, "isinf");
   }
+  /** Bool tensor, true where the element is neither NaN nor infinite. */
   isfinite(): Tensor {
     return this.#unary(UNARY.isfinite, "isfinite");
   }
+  /** Elementwise `1 / x`. */
   reciprocal(): Tensor {
     return this.#unary(UNARY.reciprocal, "reciprocal");
   }
+  /** Elementwise `x * x`. */
   square(): Tensor {
     return this.#unary(UNARY.square, "square");
   }
+  /** Elementwise Gauss error function. */
   erf(): Tensor {
     return this.#unary(UNARY.erf, "erf");
   }
@@ -449,9 +505,11 @@ export class Tensor {
 
   // ------------------------------------------------------------ reductions
 
+  /** Sum over all elements, or over `dims` (kept as size 1 when `keepdim`). */
   sum(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.sum, dims, keepdim, "sum");
   }
+  /** Arithmetic mean over all elements, or over `dims` (floating-point dtypes only). */
   mean(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.mean, dims, keepdim, "mean");
   }
@@ -459,15 +517,19 @@ export class Tensor {
   max(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.amax, dims, keepdim, "max");
   }
+  /** Minimum values (over all elements, or over `dims`). */
   min(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.amin, dims, keepdim, "min");
   }
+  /** Product of all elements, or along `dim`. */
   prod(dim?: number, keepdim = false): Tensor {
     return this.#reduce(REDUCE.prod, dim, keepdim, "prod");
   }
+  /** Index of the largest value along `dim`, or in the flattened tensor when `dim` is omitted. */
   argmax(dim?: number, keepdim = false): Tensor {
     return this.#reduce(REDUCE.argmax, dim, keepdim, "argmax");
   }
+  /** Index of the smallest value along `dim`, or in the flattened tensor when `dim` is omitted. */
   argmin(dim?: number, keepdim = false): Tensor {
     return this.#reduce(REDUCE.argmin, dim, keepdim, "argmin");
   }
@@ -475,6 +537,7 @@ export class Tensor {
   std(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.std, dims, keepdim, "std");
   }
+  /** Sample variance (Bessel-corrected), over all elements or over `dims`. */
   var(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.var, dims, keepdim, "var");
   }
@@ -482,24 +545,30 @@ export class Tensor {
   norm(dims?: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.norm, dims, keepdim, "norm");
   }
+  /** `log(sum(exp(x)))` over `dims`, computed without overflow. */
   logsumexp(dims: number | number[], keepdim = false): Tensor {
     return this.#reduce(REDUCE.logsumexp, dims, keepdim, "logsumexp");
   }
+  /** True where any element (over all, or along `dim`) is nonzero. */
   any(dim?: number, keepdim = false): Tensor {
     return this.#reduce(REDUCE.any, dim, keepdim, "any");
   }
+  /** True where every element (over all, or along `dim`) is nonzero. */
   all(dim?: number, keepdim = false): Tensor {
     return this.#reduce(REDUCE.all, dim, keepdim, "all");
   }
 
   // ------------------------------------------------------------ along a dim
 
+  /** Softmax along `dim`: exponentials normalised to sum to 1. */
   softmax(dim: number): Tensor {
     return this.#dimOp(DIM_OP.softmax, dim, 0, "softmax");
   }
+  /** Log of softmax along `dim`, computed stably. */
   logSoftmax(dim: number): Tensor {
     return this.#dimOp(DIM_OP.logSoftmax, dim, 0, "logSoftmax");
   }
+  /** Running sum along `dim`. */
   cumsum(dim: number): Tensor {
     return this.#dimOp(DIM_OP.cumsum, dim, 0, "cumsum");
   }
@@ -508,36 +577,46 @@ export class Tensor {
     if (dim === undefined) return this.#dimOp(DIM_OP.squeezeAll, 0, 0, "squeeze");
     return this.#dimOp(DIM_OP.squeeze, dim, 0, "squeeze");
   }
+  /** A view with a new size-1 dimension inserted at `dim`. */
   unsqueeze(dim: number): Tensor {
     return this.#dimOp(DIM_OP.unsqueeze, dim, 0, "unsqueeze");
   }
+  /** Upper triangle of the last two dimensions: zeroes below diagonal `k` (k > 0 is above the main one). */
   triu(k = 0): Tensor {
     return this.#dimOp(DIM_OP.triu, 0, k, "triu");
   }
+  /** Lower triangle of the last two dimensions: zeroes above diagonal `k` (k > 0 is above the main one). */
   tril(k = 0): Tensor {
     return this.#dimOp(DIM_OP.tril, 0, k, "tril");
   }
+  /** A copy with the order of entries along `dim` reversed. */
   flip(dim: number): Tensor {
     return this.#dimOp(DIM_OP.flip, dim, 0, "flip");
   }
+  /** Repeats each entry along `dim` `repeats` times in place (a a b b, not a b a b). */
   repeatInterleave(repeats: number, dim: number): Tensor {
     return this.#dimOp(DIM_OP.repeatInterleave, dim, repeats, "repeatInterleave");
   }
 
   // ------------------------------------------------------------ shape
 
+  /** The same elements in a new shape (one entry may be -1); a view when possible, else a copy. */
   reshape(shape: readonly number[]): Tensor {
     return this.#shapeOp(SHAPE_OP.reshape, shape, "reshape");
   }
+  /** A view with a new shape over the same storage; fails when the layout does not allow one. */
   view(shape: readonly number[]): Tensor {
     return this.#shapeOp(SHAPE_OP.view, shape, "view");
   }
+  /** A view with the dimensions reordered: dimension i of the result is `dims[i]` of this. */
   permute(dims: readonly number[]): Tensor {
     return this.#shapeOp(SHAPE_OP.permute, dims, "permute");
   }
+  /** A view broadcasting size-1 dimensions to `shape` without copying (-1 keeps a size). */
   expand(shape: readonly number[]): Tensor {
     return this.#shapeOp(SHAPE_OP.expand, shape, "expand");
   }
+  /** A copy tiled `reps[i]` times along each dimension i. */
   repeat(reps: readonly number[]): Tensor {
     return this.#shapeOp(SHAPE_OP.repeat, reps, "repeat");
   }
@@ -549,6 +628,7 @@ export class Tensor {
     const merged = s.slice(a, b + 1).reduce((x, y) => x * y, 1);
     return this.reshape([...s.slice(0, a), merged, ...s.slice(b + 1)]);
   }
+  /** A view with dimensions `d0` and `d1` swapped. */
   transpose(d0: number, d1: number): Tensor {
     return new Tensor(check(L().lt_transpose(this.handle, BigInt(d0), BigInt(d1)), "transpose"));
   }
@@ -587,21 +667,27 @@ export class Tensor {
 
   // ------------------------------------------------------------ indexing
 
+  /** Entries along `dim` at the positions in the 1-D integer `index`, in that order. */
   indexSelect(dim: number, index: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.indexSelect, dim, index, null, "indexSelect");
   }
+  /** Picks, along `dim`, the entry `index` names for each position of `index` (shape of `index`). */
   gather(dim: number, index: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.gather, dim, index, null, "gather");
   }
+  /** A copy with `src` values written, along `dim`, to the positions `index` names. */
   scatter(dim: number, index: Tensor, src: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.scatter, dim, index, src, "scatter");
   }
+  /** A copy with `src` values added, along `dim`, at the positions `index` names (repeats add up). */
   scatterAdd(dim: number, index: Tensor, src: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.scatterAdd, dim, index, src, "scatterAdd");
   }
+  /** A copy whose slices along `dim` at positions `index` are replaced by the slices of `src`. */
   indexCopy(dim: number, index: Tensor, src: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.indexCopy, dim, index, src, "indexCopy");
   }
+  /** A copy with the slices of `src` added to the slices along `dim` at positions `index`. */
   indexAdd(dim: number, index: Tensor, src: Tensor): Tensor {
     return this.#indexOp(INDEX_OP.indexAdd, dim, index, src, "indexAdd");
   }
