@@ -3,6 +3,7 @@ import { LabError } from "../errors.ts";
 
 /** A config.json problem, naming the file and field. */
 export class ConfigError extends LabError {
+  /** Creates the error; the message already names the file and field. */
   constructor(message: string) {
     super(message);
     this.name = "ConfigError";
@@ -34,19 +35,33 @@ export type RopeScaling =
 
 /** A decoder-only Llama-family model's shape and behaviour. */
 export interface ModelConfig {
+  /** The first entry of `architectures`, e.g. "LlamaForCausalLM". */
   architecture: Architecture;
+  /** `model_type` (e.g. "llama", "qwen2"), or the architecture when the file has none. */
   modelType: string;
+  /** Number of token ids: rows of the embedding and of the output head. */
   vocabSize: number;
+  /** Width of the residual stream (model dimension). */
   hiddenSize: number;
+  /** Width of the MLP between its up/gate and down projections. */
   intermediateSize: number;
+  /** Number of decoder layers (`num_hidden_layers`). */
   numLayers: number;
+  /** Number of query heads per attention layer. */
   numHeads: number;
+  /** Number of key/value heads (fewer than numHeads for grouped-query attention; divides it). */
   numKvHeads: number;
+  /** Width of one attention head; `head_dim`, else hiddenSize / numHeads. Always even. */
   headDim: number;
+  /** Epsilon added to the mean square in RMSNorm; 1e-6 when the file has none. */
   rmsNormEps: number;
+  /** RoPE base frequency; 10000 when the file has none. */
   ropeTheta: number;
+  /** How RoPE frequencies are stretched for longer contexts ("default" when not at all). */
   ropeScaling: RopeScaling;
+  /** Longest context in tokens the model was trained for; 2048 when the file has none. */
   maxPositionEmbeddings: number;
+  /** Whether the output head reuses the input embedding matrix instead of its own `lm_head`. */
   tieWordEmbeddings: boolean;
   /** Keys at or before `i - slidingWindow` are hidden from query `i`; null: no window. */
   slidingWindow: number | null;
@@ -58,8 +73,11 @@ export interface ModelConfig {
   mlpBias: boolean;
   /** Phi3 stores q/k/v as one `qkv_proj` and gate/up as one `gate_up_proj`. */
   fusedProjections: boolean;
+  /** Beginning-of-sequence token id (the first when the file lists several), or null. */
   bosTokenId: number | null;
+  /** Token ids that end generation; empty when the file names none. */
   eosTokenIds: number[];
+  /** Padding token id (the first when the file lists several), or null. */
   padTokenId: number | null;
   /** The dtype the checkpoint declares (`torch_dtype`), if any. */
   torchDtype: string | null;
@@ -67,7 +85,8 @@ export interface ModelConfig {
   raw: Record<string, unknown>;
 }
 
-type Json = Record<string, unknown>;
+/** A parsed JSON object, such as the contents of config.json. */
+export type Json = Record<string, unknown>;
 
 function field(raw: Json, src: string) {
   const num = (name: string, opts: { int?: boolean; min?: number; def?: number } = {}) => {

@@ -5,22 +5,30 @@ import type { ModelConfig } from "./config.ts";
 
 /** Sizes of a cache. */
 export interface KVCacheOptions {
+  /** Number of sequences the cache holds side by side (the buffers' first dimension). */
   batch: number;
   /** Maximum number of positions (prompt plus new tokens). */
   capacity: number;
+  /** Element type of the key and value buffers. */
   dtype: DType;
+  /** Where the buffers live: "cpu" (the default) or "cuda:N". */
   device?: string;
 }
 
 /** Keys and values of every layer for up to `capacity` positions. */
 export class KVCache {
+  /** Number of sequences held (the buffers' first dimension). */
   readonly batch: number;
+  /** Maximum number of positions per sequence. */
   readonly capacity: number;
+  /** One key buffer per layer, each [batch, numKvHeads, capacity, headDim]. */
   readonly keys: Tensor[];
+  /** One value buffer per layer, each [batch, numKvHeads, capacity, headDim]. */
   readonly values: Tensor[];
   /** Positions filled so far. */
   length = 0;
 
+  /** Allocates zeroed key and value buffers for every layer of `config`. */
   constructor(config: ModelConfig, opts: KVCacheOptions) {
     if (!Number.isInteger(opts.batch) || opts.batch < 1) {
       throw new RangeError(`KVCache: batch must be a positive integer, got ${opts.batch}`);
@@ -93,6 +101,7 @@ export class KVCache {
     for (const t of this.values) t.dispose();
   }
 
+  /** Frees the buffers at the end of a `using` block; same as dispose(). */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -9,6 +9,7 @@ export {
   type Architecture,
   ConfigError,
   configParameterCount,
+  type Json,
   type ModelConfig,
   parseConfig,
   readConfig,
@@ -18,6 +19,7 @@ export {
 export {
   CheckpointError,
   loadSafetensors,
+  type LoadTensorOptions,
   parseHeader,
   readHeader,
   SafetensorsFile,

@@ -7,6 +7,7 @@ import { type PageCacheDropper, pageCacheDropper } from "./host_resources.ts";
 
 /** An error in a safetensors file or checkpoint, naming the file and what is wrong. */
 export class CheckpointError extends Error {
+  /** Creates the error; the message names the file and what is wrong. */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";
@@ -49,18 +50,23 @@ export const DTYPE_TO_ST: Partial<Record<DType, string>> = {
 
 /** One tensor's entry in a safetensors header. */
 export interface TensorInfo {
+  /** The tensor's name in the checkpoint, e.g. "model.layers.0.mlp.up_proj.weight". */
   name: string;
   /** The safetensors dtype code, e.g. "BF16". */
   stDtype: string;
+  /** Sizes of each dimension; empty for a scalar. */
   shape: number[];
   /** Byte range inside the data section (after the header). */
   begin: number;
+  /** End of the byte range (exclusive), relative to the data section. */
   end: number;
 }
 
 /** A parsed, validated safetensors header. */
 export interface SafetensorsHeader {
+  /** Each tensor's entry, by name, in the order the header lists them. */
   tensors: Map<string, TensorInfo>;
+  /** The `__metadata__` string map (e.g. `format: "pt"`); empty when absent. */
   metadata: Record<string, string>;
   /** Offset of the data section from the start of the file. */
   dataStart: number;
@@ -167,6 +173,7 @@ export function parseHeader(
 export interface LoadTensorOptions {
   /** Target dtype (default: the stored dtype). Floating sources convert to it. */
   dtype?: DType;
+  /** Target device, "cpu" (the default) or "cuda:N". */
   device?: string;
   /** Largest read in bytes; bigger tensors stream in row blocks (default 32 MiB). */
   chunkBytes?: number;
@@ -186,7 +193,9 @@ export interface OpenOptions {
 
 /** An open safetensors file: header parsed, tensors read on demand. */
 export class SafetensorsFile {
+  /** The file's path as given to open(). */
   readonly path: string;
+  /** The parsed header: tensor entries, metadata and where the data starts. */
   readonly header: SafetensorsHeader;
   #file: Deno.FsFile | null;
   #scratch: Uint8Array | null = null;
@@ -313,6 +322,7 @@ export class SafetensorsFile {
     this.#dropper = null;
   }
 
+  /** Closes the file at the end of a `using` block; same as close(). */
   [Symbol.dispose](): void {
     this.close();
   }
@@ -425,7 +435,9 @@ function writeAll(file: Deno.FsFile, buf: Uint8Array): void {
 
 /** A checkpoint's tensors across one file or several shards. */
 export class ShardedCheckpoint {
+  /** The checkpoint directory. */
   readonly dir: string;
+  /** The open safetensors files: one, or every shard the index lists. */
   readonly files: SafetensorsFile[];
   #where = new Map<string, SafetensorsFile>();
 
@@ -582,6 +594,7 @@ export class ShardedCheckpoint {
     for (const f of this.files) f.close();
   }
 
+  /** Closes every file at the end of a `using` block; same as close(). */
   [Symbol.dispose](): void {
     this.close();
   }
