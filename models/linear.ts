@@ -4,7 +4,9 @@ import { ITEM_SIZE, linear, type Tensor } from "../ffi/mod.ts";
 
 /** A projection `y = x Wᵀ + b` that a model layer calls; swappable for quantized/LoRA forms. */
 export interface LinearLayer {
+  /** Width of the input: the last dimension of `x`. */
   readonly inFeatures: number;
+  /** Width of the output: the last dimension of the result. */
   readonly outFeatures: number;
   /** Applies the projection to `x [..., inFeatures]`. */
   forward(x: Tensor): Tensor;
@@ -18,11 +20,16 @@ export interface LinearLayer {
 
 /** A dense projection holding `weight [out, in]` and an optional `bias [out]`. */
 export class Linear implements LinearLayer {
+  /** The weight matrix, [outFeatures, inFeatures]. */
   readonly weight: Tensor;
+  /** The bias, [outFeatures], or null when the projection has none. */
   readonly bias: Tensor | null;
+  /** Width of the input (the weight's second dimension). */
   readonly inFeatures: number;
+  /** Width of the output (the weight's first dimension). */
   readonly outFeatures: number;
 
+  /** Wraps `weight [out, in]` and an optional `bias [out]`; the layer owns them from now on. */
   constructor(weight: Tensor, bias: Tensor | null = null) {
     this.weight = weight;
     this.bias = bias;

@@ -56,9 +56,13 @@ function idsTensor(ids: TokenIds, device: string): Tensor {
 
 /** A loaded Llama-family causal language model. */
 export class LlamaModel {
+  /** The parsed config.json the model was built from. */
   readonly config: ModelConfig;
+  /** Element type the weights are held and computed in. */
   readonly dtype: DType;
+  /** Where the weights live: "cpu" or "cuda:N". */
   readonly device: string;
+  /** The embedding, per-layer, final-norm and lm_head tensors the forward pass uses. */
   readonly weights: ModelWeights;
   /** The folder it was loaded from, if any. */
   readonly source: string | null;
@@ -66,6 +70,7 @@ export class LlamaModel {
   tokenizer: TextTokenizer | null = null;
   readonly #invFreq: Tensor;
 
+  /** Wraps loaded `weights` for `config`; the model owns them from now on. */
   constructor(
     config: ModelConfig,
     weights: ModelWeights,
@@ -269,6 +274,7 @@ export class LlamaModel {
     this.#invFreq.dispose();
   }
 
+  /** Frees the weights at the end of a `using` block; same as dispose(). */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -10,11 +10,17 @@ import { requireDisk } from "./host_resources.ts";
 
 /** The dimensions of a Llama-family model. */
 export interface SyntheticShape {
+  /** Width of the residual stream (`hidden_size`). */
   hidden: number;
+  /** Number of decoder layers. */
   layers: number;
+  /** Width of the MLP (`intermediate_size`). */
   intermediate: number;
+  /** Number of query heads. */
   heads: number;
+  /** Number of key/value heads (grouped-query attention when fewer than `heads`). */
   kvHeads: number;
+  /** Vocabulary size: rows of the embedding and of lm_head. */
   vocab: number;
   /** lm_head shares the embedding matrix (default false). */
   tied?: boolean;
@@ -111,9 +117,13 @@ export interface SyntheticModelOptions {
 export interface SyntheticModelSummary {
   /** The shape's name, or its dimensions when given explicitly. */
   shape: SyntheticShapeName | SyntheticShape;
+  /** Name of the dtype the weights are stored in, e.g. "bfloat16". */
   dtype: string;
+  /** Number of safetensors files the tensors are spread over. */
   shards: number;
+  /** Seed the random weights were drawn with. */
   seed: number;
+  /** Total number of weight elements across all tensors. */
   parameters: number;
   /** Bytes of the tensors (all shards, headers excluded). */
   bytes: number;
@@ -121,11 +131,13 @@ export interface SyntheticModelSummary {
 
 /** What createSyntheticModel wrote. */
 export interface SyntheticModelInfo extends SyntheticModelSummary {
+  /** The folder written. */
   dir: string;
   /** The config.json written. */
   config: Record<string, unknown>;
   /** Every file written, relative to `dir`. */
   files: string[];
+  /** Wall-clock seconds the whole write took. */
   seconds: number;
 }
 

@@ -29,7 +29,9 @@ export type TinyPreset = keyof typeof TINY_PRESETS;
 export interface TinyModelOptions {
   /** Folder to write (created; must be empty or absent unless `overwrite`). */
   out: string;
+  /** Architecture to write (default "llama"). */
   arch?: TinyArch;
+  /** Size preset (default "tiny"). */
   preset?: TinyPreset;
   /** Seed of the random weights (default 0). */
   seed?: number;
@@ -43,9 +45,13 @@ export interface TinyModelOptions {
 
 /** What createTinyModel wrote. */
 export interface TinyModelInfo {
+  /** The folder written. */
   dir: string;
+  /** The config.json written. */
   config: Record<string, unknown>;
+  /** Total number of weight elements across all tensors. */
   parameters: number;
+  /** The file names written into `dir` (config, weights, tokenizer files). */
   files: string[];
 }
 

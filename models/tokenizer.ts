@@ -5,20 +5,26 @@ import { Template } from "@huggingface/jinja";
 
 /** A chat message for applyChatTemplate. */
 export interface ChatMessage {
+  /** Who speaks, as the chat template expects: usually "system", "user" or "assistant". */
   role: string;
+  /** The message text. */
   content: string;
 }
 
 /** Text ⇄ token ids for one checkpoint. */
 export class TextTokenizer {
   readonly #tok: Tokenizer;
+  /** The tokenizer_config.json as read (chat template, special tokens); empty when absent. */
   readonly config: Record<string, unknown>;
   readonly #template: Template | null;
   /** The special tokens config names, as id or null. */
   readonly bosTokenId: number | null;
+  /** The id of tokenizer_config's `eos_token`, or null. */
   readonly eosTokenId: number | null;
+  /** The id of tokenizer_config's `pad_token`, or null. */
   readonly padTokenId: number | null;
 
+  /** Builds the tokenizer from a parsed tokenizer.json and tokenizer_config.json. */
   constructor(tokenizerJson: Record<string, unknown>, config: Record<string, unknown> = {}) {
     this.#tok = new Tokenizer(tokenizerJson, config);
     this.config = config;
