@@ -5,6 +5,7 @@ import { LabError } from "../errors.ts";
 
 /** Not enough memory or disk for an operation; the message names the need and the fix. */
 export class ResourceError extends LabError {
+  /** Creates the error; the message names what is needed and how to free or add it. */
   constructor(message: string) {
     super(message);
     this.name = "ResourceError";

@@ -37,6 +37,7 @@ export interface LoadModelOptions {
 
 /** What loadIntoScheme gives. */
 export interface SchemeLoad {
+  /** The loaded model, its projections in the requested scheme. */
   model: LlamaModel;
   /** Per-module sizes and errors, as quantizeModel reports them (seconds: packing only). */
   report: QuantizationReport;

@@ -4,6 +4,7 @@ import { type Tensor, tidy, zeros } from "../ffi/mod.ts";
 
 /** How the next token is chosen. temperature 0 (the default) is greedy. */
 export interface SamplingOptions {
+  /** Divides the logits before softmax: below 1 sharpens, above 1 flattens; 0 picks the argmax. */
   temperature?: number;
   /** Keep only the k most likely tokens (0 or absent: all). */
   topK?: number;
