@@ -115,6 +115,9 @@ void dequant_row(const PackedWeight& w, int64_t o, float* out) {
     case 0:
       for (int64_t i = 0; i < cols; i++) out[i] = static_cast<float>(w.q8[o * cols + i]);
       return;
+    case kDenseF32:
+      std::memcpy(out, w.f32 + o * cols, cols * sizeof(float));
+      return;
     case 5: {
       const uint16_t* r = w.half + o * cols;
       for (int64_t i = 0; i < cols; i++) {
@@ -268,7 +271,13 @@ LAB_AVX512 void rows8_16_avx512(const PackedWeight& w, const float* x, float* y,
     for (int r = 0; r < M; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int64_t s = 0; s < cols; s += 32) {
       __m512 a, b;
-      if (w.kind == 0) {
+      if (w.kind == kDenseF32) {
+        const float* f = w.f32 + o * cols + s;
+        _mm_prefetch(reinterpret_cast<const char*>(f) + 2 * kPrefetchBytes, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(f) + 2 * kPrefetchBytes + 64, _MM_HINT_T0);
+        a = _mm512_loadu_ps(f);
+        b = _mm512_loadu_ps(f + 16);
+      } else if (w.kind == 0) {
         const int8_t* q = w.q8 + o * cols + s;
         _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetchBytes, _MM_HINT_T0);
         a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
@@ -357,7 +366,12 @@ LAB_AVX2 void rows8_16_avx2(const PackedWeight& w, const float* x, float* y, int
     for (int r = 0; r < M; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t s = 0; s < cols; s += 16) {
       __m256 a, b;
-      if (w.kind == 0) {
+      if (w.kind == kDenseF32) {
+        const float* f = w.f32 + o * cols + s;
+        _mm_prefetch(reinterpret_cast<const char*>(f) + 2 * kPrefetchBytes, _MM_HINT_T0);
+        a = _mm256_loadu_ps(f);
+        b = _mm256_loadu_ps(f + 8);
+      } else if (w.kind == 0) {
         const int8_t* q = w.q8 + o * cols + s;
         _mm_prefetch(reinterpret_cast<const char*>(q) + 2 * kPrefetchBytes, _MM_HINT_T0);
         a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
@@ -523,7 +537,7 @@ Isa set_isa(int wanted) {
 
 bool gemv_supported(const PackedWeight& w) {
   if (w.cols % 32 != 0) return false;
-  if (w.kind == 0 || w.kind == 5) return true;
+  if (w.kind == 0 || w.kind == 5 || w.kind == kDenseF32) return true;
   return (w.kind == 1 || w.kind == 2 || w.kind == 3) && w.block % 32 == 0;
 }
 

@@ -6,7 +6,7 @@ namespace lab {
 
 // One [rows, cols] weight in a packed format, read in place (nothing is converted per call).
 struct PackedWeight {
-  int kind = -1;  // quant.cpp's codes: 0 int8, 1 nf4, 2 fp4, 3 int4, 5 half
+  int kind = -1;  // quant.cpp's codes: 0 int8, 1 nf4, 2 fp4, 3 int4, 5 half; kDenseF32 float
   int64_t rows = 0, cols = 0;
   int64_t block = 0;   // nf4/fp4 block, int4 group
   int64_t block2 = 0;  // double-quantization block of the absmax values (0 = plain f32 absmax)
@@ -22,7 +22,12 @@ struct PackedWeight {
   const float* rowscale = nullptr;   // int8 per-row scale
   const uint16_t* half = nullptr;    // fp16 / bf16 bits
   bool bf16 = false;
+  const float* f32 = nullptr;        // a dense float weight (kDenseF32)
 };
+
+// The kind of a dense float32 weight: batched decode (2–8 rows) streams it through the same
+// kernels, since BLAS's GEMM packs the whole weight on every call and so reads it ~3 times.
+constexpr int kDenseF32 = 6;
 
 // Instruction sets the kernels dispatch between (chosen at run time). Vnni adds the integer
 // 4-bit decode path (qgemv_vnni.cpp) to Avx512's float kernels.
