@@ -7,6 +7,7 @@ import { windows } from "../eval/perplexity.ts";
 import { checkPositions } from "../limits.ts";
 import { quantile } from "../profile/stats.ts";
 import { assertComparable } from "./compare.ts";
+import { LabError } from "../../errors.ts";
 
 /** What compareDistributions measures. */
 export interface DivergenceResult {
@@ -66,8 +67,21 @@ export function compareDistributions(
       opts.onProgress?.(end, ids.length);
     }
   });
+  return summarizeDivergence(klds, agree, nllR, nllV);
+}
+
+/**
+ * The divergence report from per-token KLDs, the count of agreeing top-1 tokens and both models'
+ * summed NLL over the same tokens (shared by the libtorch and llama.cpp comparisons).
+ */
+export function summarizeDivergence(
+  klds: number[],
+  agree: number,
+  nllR: number,
+  nllV: number,
+): DivergenceResult {
   const n = klds.length;
-  if (n === 0) throw new Error("analyze: no tokens to compare");
+  if (n === 0) throw new LabError("analyze: no tokens to compare");
   const pplR = Math.exp(nllR / n), pplV = Math.exp(nllV / n);
   return {
     tokens: n,

@@ -3,8 +3,7 @@
 import { noGrad, tidy } from "../../ffi/mod.ts";
 import type { LlamaModel } from "../llama.ts";
 import { windows } from "../eval/perplexity.ts";
-import type { DivergenceResult } from "../analysis/divergence.ts";
-import { quantile } from "../profile/stats.ts";
+import { type DivergenceResult, summarizeDivergence } from "../analysis/divergence.ts";
 import { LabError } from "../../errors.ts";
 import type { LlamaCppModel } from "./model.ts";
 import { argmax } from "./scoring.ts";
@@ -70,17 +69,5 @@ export function compareWithLlamaCpp(
     }
     opts.onProgress?.(end, ids.length);
   }
-  const n = klds.length;
-  if (n === 0) throw new LabError("analyze: no tokens to compare");
-  const pplR = Math.exp(nllR / n), pplV = Math.exp(nllV / n);
-  return {
-    tokens: n,
-    meanKld: klds.reduce((s, x) => s + x, 0) / n,
-    p99Kld: quantile(klds, 0.99),
-    maxKld: Math.max(...klds),
-    top1Agreement: agree / n,
-    pplReference: pplR,
-    pplVariant: pplV,
-    pplRatio: pplV / pplR,
-  };
+  return summarizeDivergence(klds, agree, nllR, nllV);
 }
