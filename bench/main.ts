@@ -8,6 +8,10 @@ const BENCHES: Record<string, { file: string; what: string }> = {
     file: "./scale.ts",
     what: "1B/8B-shaped models: every scheme vs the bandwidth roofline",
   },
+  "token-kernels": {
+    file: "./token_kernels.ts",
+    what: "one 1B-shaped decode token's packed products alone vs the bandwidth roofline",
+  },
   train: { file: "./train.ts", what: "full / LoRA / QLoRA tokens/s and memory vs a PyTorch loop" },
   report: { file: "./report.ts", what: "time to build the report for 1,000 sweep points" },
   analyze: { file: "./analyze.ts", what: "sensitivity analysis time vs two forward passes" },
@@ -25,7 +29,7 @@ const [name, ...rest] = Deno.args;
 const entry = name ? BENCHES[name] : undefined;
 if (!entry) {
   console.log("usage: deno task bench <name> [args]\n\nbenchmarks:");
-  for (const [k, v] of Object.entries(BENCHES)) console.log(`  ${k.padEnd(8)} ${v.what}`);
+  for (const [k, v] of Object.entries(BENCHES)) console.log(`  ${k.padEnd(13)} ${v.what}`);
   Deno.exit(name ? 1 : 0);
 }
 let mod: { main(args: string[]): Promise<void> };
