@@ -172,8 +172,9 @@ LAB_AVX512 inline __m512 lut512(const BlockCursor& c) {
   return _mm512_mul_ps(_mm512_loadu_ps(c.w.table), _mm512_set1_ps(c.absmax()));
 }
 
-// The scale (and, for int4, the zero point) of blocks [b0, b0 + n) as floats: converted 16 at a
-// time up front, so the inner loop only broadcasts them.
+}  // namespace
+
+// Declared in qkernels.h: the integer path (qgemv_vnni.cpp) reads the same per-block values.
 LAB_AVX512 void block_scales_avx512(const PackedWeight& w, int64_t b0, int64_t n, float* scale,
                                     float* zero) {
   int64_t k = 0;
@@ -204,6 +205,8 @@ LAB_AVX512 void block_scales_avx512(const PackedWeight& w, int64_t b0, int64_t n
     }
   }
 }
+
+namespace {
 
 // The 16 values a block's codes stand for: (code - zero) · scale for int4, code book · absmax else.
 LAB_AVX512 inline __m512 block_table(bool int4, __m512 codes, float scale, float zero) {

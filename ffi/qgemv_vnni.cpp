@@ -107,39 +107,16 @@ struct ByteTable {
   }
 };
 
-// One output row's group scales and zero points as floats (padded by 16 so the kernel may load
-// 16 from any group of the row). int4: (code - zero) · scale. nf4/fp4: the byte table's
-// (byte - 128) · absmax / 127.
+// One output row's group scales and zero points (padded by 16 so the kernel may load 16 from
+// any group of the row). int4: (code - zero) · scale, as the float kernels read them. nf4/fp4:
+// the byte table's (byte - 128) · absmax / 127.
 LAB_VNNI void group_params(const PackedWeight& w, int64_t g0, int64_t n, float* scale,
                            float* zero) {
-  int64_t k = 0;
-  if (w.kind != 3) {
-    const __m512 inv = _mm512_set1_ps(1.0f / 127);
-    for (; !w.block2 && k + 16 <= n; k += 16) {
-      _mm512_storeu_ps(scale + k, _mm512_mul_ps(_mm512_loadu_ps(w.absmax + g0 + k), inv));
-      _mm512_storeu_ps(zero + k, _mm512_set1_ps(128.0f));
-    }
-    int64_t b2 = w.block2 ? g0 / w.block2 : 0, left2 = w.block2 ? w.block2 - g0 % w.block2 : 0;
-    for (; k < n; k++) {
-      const float am = w.block2 ? w.qabsmax[g0 + k] * w.scale2[b2] + w.offset : w.absmax[g0 + k];
-      scale[k] = am * (1.0f / 127);
-      zero[k] = 128.0f;
-      if (w.block2 && --left2 == 0) {
-        b2++;
-        left2 = w.block2;
-      }
-    }
-    return;
-  }
-  for (; k + 16 <= n; k += 16) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.gscale + g0 + k));
-    _mm512_storeu_ps(scale + k, _mm512_cvtph_ps(h));
-    const __m128i z = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.zero + g0 + k));
-    _mm512_storeu_ps(zero + k, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(z)));
-  }
-  for (; k < n; k++) {
-    scale[k] = _cvtsh_ss(w.gscale[g0 + k]);
-    zero[k] = w.zero[g0 + k];
+  block_scales_avx512(w, g0, n, scale, zero);
+  if (w.kind == 3) return;
+  for (int64_t k = 0; k < n; k++) {
+    scale[k] *= 1.0f / 127;
+    zero[k] = 128.0f;
   }
 }
 

@@ -60,6 +60,11 @@ bool gemv_vnni_supported(const PackedWeight& w);
 // gemv for such weights on a CPU with AVX-512 VNNI: activations rounded to int8 per 128 inputs.
 void gemv_vnni(const PackedWeight& w, const float* x, int64_t m, float* y);
 
+// The scale (and, for int4, the zero point) of blocks [b0, b0 + n) as floats, converted 16 at a
+// time so the kernels' inner loops only broadcast them. AVX-512 code: call it only on a CPU that
+// has AVX-512 (the Avx512 and Vnni paths).
+void block_scales_avx512(const PackedWeight& w, int64_t b0, int64_t n, float* scale, float* zero);
+
 // Dequantizes rows [o0, o1) into out ([o1 - o0, cols] floats).
 void dequantize_rows(const PackedWeight& w, int64_t o0, int64_t o1, float* out);
 
