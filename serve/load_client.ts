@@ -71,12 +71,12 @@ function requestBody(o: EndpointOptions, r: BenchRequest): Record<string, unknow
   return body;
 }
 
-/** Sends `r` and measures it; resolves with the outcome (never rejects). */
-export async function sendRequest(o: EndpointOptions, r: BenchRequest): Promise<RequestResult> {
-  const out: RequestResult = {
+/** A request's result before anything is known of it: not ok, nothing measured. */
+export function pendingResult(error: string | null = null): RequestResult {
+  return {
     ok: false,
     status: null,
-    error: null,
+    error,
     ttftMs: null,
     tpotMs: null,
     itlMs: [],
@@ -86,6 +86,11 @@ export async function sendRequest(o: EndpointOptions, r: BenchRequest): Promise<
     tokenSource: null,
     text: "",
   };
+}
+
+/** Sends `r` and measures it; resolves with the outcome (never rejects). */
+export async function sendRequest(o: EndpointOptions, r: BenchRequest): Promise<RequestResult> {
+  const out = pendingResult();
   const abort = new AbortController();
   let phase = `no response within ${o.timeouts.connectMs} ms`;
   const timers = [

@@ -5,6 +5,7 @@ import { quantile, rng } from "../models/profile/stats.ts";
 import {
   type BenchRequest,
   type EndpointOptions,
+  pendingResult,
   type RequestResult,
   sendRequest,
 } from "./load_client.ts";
@@ -66,21 +67,7 @@ export async function runAtRate(
 }
 
 function cancelled(index: number, sentMs: number): TimedResult {
-  return {
-    index,
-    sentMs,
-    ok: false,
-    status: null,
-    error: "cancelled: the run was interrupted",
-    ttftMs: null,
-    tpotMs: null,
-    itlMs: [],
-    e2eMs: null,
-    promptTokens: null,
-    outputTokens: null,
-    tokenSource: null,
-    text: "",
-  };
+  return { index, sentMs, ...pendingResult("cancelled: the run was interrupted") };
 }
 
 /** One rate's figures. */
