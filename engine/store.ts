@@ -66,6 +66,19 @@ export function databasePath(resultsDir: string): string {
   return join(resultsDir, "lab.duckdb");
 }
 
+/** Rows of one read-only query on a results folder's database (opened and closed around it). */
+export async function queryResults(
+  resultsDir: string,
+  sql: string,
+): Promise<Record<string, unknown>[]> {
+  const db = await LabDatabase.open(databasePath(resultsDir), { readOnly: true });
+  try {
+    return (await db.query(sql)).rows;
+  } finally {
+    db.close();
+  }
+}
+
 const q = (id: string) => `"${id.replaceAll('"', '""')}"`;
 const lit = (s: string) => `'${s.replaceAll("'", "''")}'`;
 

@@ -52,13 +52,8 @@ export function table(rows: Record<string, unknown>[], columns?: string[]): unkn
 
 /** Rows of a read-only SQL query on a results folder's lab.duckdb. */
 export async function query(results: string, sql: string): Promise<Record<string, unknown>[]> {
-  const { LabDatabase, databasePath } = await import("../engine/store.ts");
-  const db = await LabDatabase.open(databasePath(results), { readOnly: true });
-  try {
-    return (await db.query(sql)).rows;
-  } finally {
-    db.close();
-  }
+  const { queryResults } = await import("../engine/store.ts");
+  return await queryResults(results, sql);
 }
 
 /**

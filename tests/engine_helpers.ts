@@ -75,13 +75,8 @@ export async function lab(
 
 /** Rows of a read-only query on a results folder's database. */
 export async function queryRows(results: string, sql: string): Promise<Record<string, unknown>[]> {
-  const { LabDatabase, databasePath } = await import("../engine/store.ts");
-  const db = await LabDatabase.open(databasePath(results), { readOnly: true });
-  try {
-    return (await db.query(sql)).rows;
-  } finally {
-    db.close();
-  }
+  const { queryResults } = await import("../engine/store.ts");
+  return await queryResults(results, sql);
 }
 
 /** Names of stages by status in a run summary. */
