@@ -4,6 +4,7 @@
 import { type DType, fromBytes, ITEM_SIZE, type Tensor, zeros } from "../ffi/mod.ts";
 import { basename } from "node:path";
 import { type PageCacheDropper, pageCacheDropper } from "./host_resources.ts";
+import { writeAll, writeFileAtomically } from "./file_write.ts";
 
 /** An error in a safetensors file or checkpoint, naming the file and what is wrong. */
 export class CheckpointError extends Error {
@@ -407,9 +408,7 @@ export function saveSafetensors(
     entries.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
     metadata,
   );
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  const file = Deno.openSync(tmp, { write: true, create: true, truncate: true });
-  try {
+  writeFileAtomically(path, (file) => {
     writeAll(file, head);
     for (const [, t] of entries) {
       if (t.device !== "cpu") {
@@ -419,18 +418,7 @@ export function saveSafetensors(
         writeAll(file, t.bytes());
       }
     }
-  } catch (e) {
-    file.close();
-    Deno.removeSync(tmp);
-    throw e;
-  }
-  file.close();
-  Deno.renameSync(tmp, path);
-}
-
-function writeAll(file: Deno.FsFile, buf: Uint8Array): void {
-  let done = 0;
-  while (done < buf.byteLength) done += file.writeSync(buf.subarray(done));
+  });
 }
 
 /** A checkpoint's tensors across one file or several shards. */

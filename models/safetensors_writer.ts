@@ -2,6 +2,7 @@
 // every size up front, which declared shapes give, so nothing holds more than one piece.
 import { type DType, ITEM_SIZE } from "../ffi/mod.ts";
 import { CheckpointError, encodeHeader } from "./safetensors.ts";
+import { writeAll } from "./file_write.ts";
 
 /** A tensor to be written: its name, dtype and shape. */
 export interface TensorDeclaration {
@@ -87,8 +88,7 @@ export class SafetensorsWriter {
 
   #put(bytes: Uint8Array): void {
     if (!this.#file) throw new CheckpointError(`${this.path}: write after close`);
-    let done = 0;
-    while (done < bytes.byteLength) done += this.#file.writeSync(bytes.subarray(done));
+    writeAll(this.#file, bytes);
   }
 
   /** Checks every declared byte arrived and renames the file into place. */

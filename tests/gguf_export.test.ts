@@ -111,7 +111,8 @@ Deno.test("a SentencePiece-style tokenizer is refused, naming the file and what 
       () => exportGguf(`${tmp}/m`, `${tmp}/m.gguf`),
       /tokenizer\.json is a Unigram tokenizer; the lab exports byte-level BPE tokenizers only/,
     );
-    assert.ok(!existsSync(`${tmp}/m.gguf`) && !existsSync(`${tmp}/m.gguf.tmp`));
+    // Neither the file nor its temporary (m.gguf.tmp-PID) is left behind.
+    assert.deepEqual([...Deno.readDirSync(tmp)].filter((e) => e.name.startsWith("m.gguf")), []);
   } finally {
     Deno.removeSync(tmp, { recursive: true });
   }

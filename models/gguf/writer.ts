@@ -1,6 +1,7 @@
 // The GGUF container (version 3): typed metadata, tensor descriptors, 32-byte-aligned data,
 // written tensor by tensor so a model larger than memory streams through.
 import { LabError } from "../../errors.ts";
+import { writeAll, writeFileAtomically } from "../file_write.ts";
 
 /** A metadata value with its GGUF type. */
 export type GgufValue =
@@ -110,13 +111,8 @@ function header(metadata: Map<string, GgufValue>, tensors: GgufTensor[]): Uint8A
   return out;
 }
 
-function writeAll(f: Deno.FsFile, buf: Uint8Array): void {
-  let done = 0;
-  while (done < buf.byteLength) done += f.writeSync(buf.subarray(done));
-}
-
 /**
- * Writes a GGUF file at `path` (through `path.tmp`, renamed when complete). Returns the file's
+ * Writes a GGUF file at `path` (through a temporary file, renamed when complete). Returns the file's
  * size in bytes.
  */
 export function writeGguf(
@@ -129,13 +125,10 @@ export function writeGguf(
     if (names.has(t.name)) throw new LabError(`GGUF ${path}: tensor '${t.name}' written twice`);
     names.add(t.name);
   }
-  const tmp = `${path}.tmp`;
-  const f = Deno.openSync(tmp, { write: true, create: true, truncate: true });
-  let size = 0;
-  try {
+  return writeFileAtomically(path, (f) => {
     const head = header(metadata, tensors);
     writeAll(f, head);
-    size += head.byteLength;
+    let size = head.byteLength;
     for (const t of tensors) {
       const data = t.data();
       if (data.byteLength !== tensorBytes(t)) {
@@ -149,12 +142,6 @@ export function writeGguf(
       if (pad) writeAll(f, new Uint8Array(pad));
       size += data.byteLength + pad;
     }
-  } catch (e) {
-    f.close();
-    Deno.removeSync(tmp);
-    throw e;
-  }
-  f.close();
-  Deno.renameSync(tmp, path);
-  return size;
+    return size;
+  });
 }
