@@ -1,26 +1,16 @@
 // Timing of generation through libllama with the libtorch path's harness: the same cases,
 // warmup, alternating rounds, seeded prompts and summary (models/profile/generation.ts).
-import { memory } from "../../ffi/mod.ts";
 import { LabError } from "../../errors.ts";
 import {
+  alternateRounds,
   type GenerationCase,
   type GenerationProfile,
   type ProfileOptions,
   type Run,
-  summarize,
+  syntheticPrompts,
 } from "../profile/generation.ts";
-import { rng } from "../profile/stats.ts";
 import type { LlamaCppModel } from "./model.ts";
 import { argmax } from "./scoring.ts";
-
-function prompts(vocab: number, c: GenerationCase, seed: number): number[][] {
-  // As syntheticPrompts: seeded ids past the special ids 0..2.
-  const r = rng(seed);
-  return Array.from(
-    { length: c.batch },
-    () => Array.from({ length: c.promptTokens }, () => 3 + Math.floor(r() * (vocab - 3))),
-  );
-}
 
 /** One generation of `c`: each row a sequence; prefill in one decode, then one token per step. */
 function runOnce(model: LlamaCppModel, c: GenerationCase, rows: number[][]): Run {
@@ -58,24 +48,8 @@ export function profileLlamaCpp(
       throw new LabError(`profile: batch ${c.batch} > the ${model.sequences} sequences opened`);
     }
   }
-  const rows = cases.map((c) => prompts(model.vocabSize, c, opts.seed ?? 0));
-  for (const [i, c] of cases.entries()) {
-    for (let w = 0; w < (opts.warmup ?? 1); w++) runOnce(model, c, rows[i]);
-  }
-  const runs: Run[][] = cases.map(() => []);
-  const peaks = cases.map(() => ({ peak: 0, reserved: 0, source: "" }));
-  for (let r = 0; r < Math.max(1, opts.repeats ?? 3); r++) {
-    for (const [i, c] of cases.entries()) {
-      opts.onRun?.(i, r);
-      memory.resetPeak("cpu");
-      runs[i].push(runOnce(model, c, rows[i]));
-      const mem = memory.stats("cpu");
-      peaks[i] = {
-        peak: Math.max(peaks[i].peak, mem.peak),
-        reserved: Math.max(peaks[i].reserved, mem.peakReserved),
-        source: mem.source,
-      };
-    }
-  }
-  return cases.map((c, i) => summarize(c, runs[i], peaks[i]));
+  const rows = cases.map((c) =>
+    syntheticPrompts(model.vocabSize, c.batch, c.promptTokens, opts.seed ?? 0)
+  );
+  return alternateRounds(cases, (i) => runOnce(model, cases[i], rows[i]), "cpu", opts);
 }

@@ -67,7 +67,7 @@ export function makeTrace(model: LlamaModel, o: TraceOptions): Request[] {
     return {
       id,
       arrival: t,
-      prompt: syntheticPrompts(model, 1, len, (o.seed ?? 0) * 7919 + id)[0],
+      prompt: syntheticPrompts(model.config.vocabSize, 1, len, (o.seed ?? 0) * 7919 + id)[0],
       output: uni(o.outputTokens),
     };
   });

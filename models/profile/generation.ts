@@ -51,9 +51,9 @@ export interface GenerationProfile extends GenerationCase {
 }
 
 /** Prompt rows of random ids (avoiding the special ids 0..2), seeded. */
-export function syntheticPrompts(model: LlamaModel, batch: number, length: number, seed: number) {
+export function syntheticPrompts(vocabSize: number, batch: number, length: number, seed: number) {
   const r = rng(seed);
-  const V = model.config.vocabSize;
+  const V = vocabSize;
   return Array.from(
     { length: batch },
     () => Array.from({ length }, () => 3 + Math.floor(r() * (V - 3))),
@@ -123,21 +123,34 @@ export function profileGenerations(
     );
   }
   const prompts = cases.map((c) =>
-    syntheticPrompts(model, c.batch, c.promptTokens, opts.seed ?? 0)
+    syntheticPrompts(model.config.vocabSize, c.batch, c.promptTokens, opts.seed ?? 0)
   );
-  for (const [i, c] of cases.entries()) {
-    for (let w = 0; w < (opts.warmup ?? 1); w++) runOnce(model, c, prompts[i]);
+  return alternateRounds(cases, (i) => runOnce(model, cases[i], prompts[i]), model.device, opts);
+}
+
+/**
+ * The schedule every engine's profile runs: each case warmed up `warmup` times, then `repeats`
+ * rounds that time every case once in turn (`runCase(i)`), each case keeping its own memory peak.
+ */
+export function alternateRounds(
+  cases: readonly GenerationCase[],
+  runCase: (caseIndex: number) => Run,
+  device: string,
+  opts: ProfileOptions,
+): GenerationProfile[] {
+  for (const i of cases.keys()) {
+    for (let w = 0; w < (opts.warmup ?? 1); w++) runCase(i);
   }
   const repeats = Math.max(1, opts.repeats ?? 3);
   const runs: Run[][] = cases.map(() => []);
   const peaks = cases.map(() => ({ peak: 0, reserved: 0, source: "" }));
   for (let r = 0; r < repeats; r++) {
-    for (const [i, c] of cases.entries()) {
+    for (const i of cases.keys()) {
       opts.onRun?.(i, r);
       // The high-water mark restarts per run, so each configuration keeps its own peak.
-      memory.resetPeak(model.device);
-      runs[i].push(runOnce(model, c, prompts[i]));
-      const mem = memory.stats(model.device);
+      memory.resetPeak(device);
+      runs[i].push(runCase(i));
+      const mem = memory.stats(device);
       peaks[i] = {
         peak: Math.max(peaks[i].peak, mem.peak),
         reserved: Math.max(peaks[i].reserved, mem.peakReserved),
